@@ -1,0 +1,12 @@
+"""foveal: saliency-aware adversarial machine learning on images.
+
+Build the masks, run the attacks, train the defenses and detectors, and get one report.
+"""
+
+from __future__ import annotations
+
+__version__ = "0.1.0"
+
+from foveal import data, models  # noqa: E402
+
+__all__ = ["__version__", "data", "models"]

@@ -1,0 +1,14 @@
+"""The ``foveal`` command line. Each command lives in its own module and registers on ``app``."""
+
+from __future__ import annotations
+
+from foveal.cli._app import app, fail
+
+# Command modules: importing one registers its commands on ``app``.
+from foveal.cli import basics  # noqa: E402,F401  isort: skip
+
+__all__ = ["app", "fail", "main"]
+
+
+def main() -> None:
+    app()

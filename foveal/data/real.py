@@ -1,0 +1,1 @@
+"""Real datasets read from a local root (filled in below)."""

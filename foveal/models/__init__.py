@@ -1,0 +1,82 @@
+"""Models: an architecture registry, the ``Normalized`` wrapper and safetensors checkpoints.
+
+Example:
+    >>> import foveal
+    >>> model = foveal.models.create("shapes-cnn", num_classes=10)
+    >>> model(torch.rand(2, 3, 32, 32)).shape
+    torch.Size([2, 10])
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import torch
+from torch import nn
+
+from foveal.models.architectures import ARCHITECTURES, default_layer
+from foveal.models.checkpoint import CheckpointError, load, read_meta, save
+from foveal.models.normalized import Normalized, get_layer, unwrap
+
+__all__ = [
+    "ARCHITECTURES",
+    "CheckpointError",
+    "Normalized",
+    "build",
+    "create",
+    "default_layer",
+    "get_layer",
+    "load",
+    "read_meta",
+    "save",
+    "unwrap",
+]
+
+
+def create(
+    arch: str,
+    *,
+    num_classes: int = 10,
+    in_channels: int = 3,
+    mean: Sequence[float] | None = None,
+    std: Sequence[float] | None = None,
+    **kwargs: Any,
+) -> Normalized:
+    """Build architecture ``arch`` wrapped in :class:`Normalized` (identity stats by default)."""
+    if num_classes < 2:
+        raise ValueError(f"num_classes must be >= 2; got {num_classes}")
+    if in_channels < 1:
+        raise ValueError(f"in_channels must be >= 1; got {in_channels}")
+    ctor = ARCHITECTURES.get(arch)
+    net = ctor(num_classes=num_classes, in_channels=in_channels, **kwargs)
+    mean = [0.0] * in_channels if mean is None else list(mean)
+    std = [1.0] * in_channels if std is None else list(std)
+    return Normalized(net, mean, std)
+
+
+def build(meta: dict[str, Any]) -> nn.Module:
+    """Rebuild an (untrained) model from checkpoint metadata."""
+    kwargs = dict(meta.get("arch_kwargs") or {})
+    in_channels = int(meta.get("in_channels", kwargs.pop("in_channels", 3)))
+    num_classes = int(meta.get("num_classes", kwargs.pop("num_classes", 10)))
+    if meta.get("normalized", True):
+        return create(
+            meta["arch"],
+            num_classes=num_classes,
+            in_channels=in_channels,
+            mean=meta.get("mean"),
+            std=meta.get("std"),
+            **kwargs,
+        )
+    return ARCHITECTURES.get(meta["arch"])(
+        num_classes=num_classes, in_channels=in_channels, **kwargs
+    )
+
+
+def describe(model: nn.Module) -> dict[str, Any]:
+    """Architecture-independent facts about a model (parameter count)."""
+    return {"parameters": sum(p.numel() for p in model.parameters())}
+
+
+
