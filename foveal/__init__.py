@@ -7,6 +7,6 @@ from __future__ import annotations
 
 __version__ = "0.1.0"
 
-from foveal import data, models  # noqa: E402
+from foveal import data, models
 
 __all__ = ["__version__", "data", "models"]

@@ -76,9 +76,15 @@ def check_mask(
     if not isinstance(mask, torch.Tensor):
         raise TypeError(f"{name} must be a torch.Tensor; got {type(mask).__name__}")
     n, c, h, w = images.shape
-    if mask.ndim != 4 or mask.shape[0] != n or mask.shape[2:] != (h, w) or mask.shape[1] not in (
-        1,
-        c,
+    if (
+        mask.ndim != 4
+        or mask.shape[0] != n
+        or mask.shape[2:] != (h, w)
+        or mask.shape[1]
+        not in (
+            1,
+            c,
+        )
     ):
         raise ValueError(
             f"{name} must have shape ({n},1,{h},{w}) or ({n},{c},{h},{w}) to match images; "
@@ -122,7 +128,9 @@ def parse_fraction(text: str | float | int, name: str = "value") -> float:
             return float(num) / float(den)
         return float(s)
     except (ValueError, ZeroDivisionError):
-        raise ValueError(f"{name} must be a number or a fraction like 8/255; got {text!r}") from None
+        raise ValueError(
+            f"{name} must be a number or a fraction like 8/255; got {text!r}"
+        ) from None
 
 
 def as_sequence(value: object) -> Sequence[object]:

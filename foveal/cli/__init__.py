@@ -6,6 +6,7 @@ from foveal.cli._app import app, fail
 
 # Command modules: importing one registers its commands on ``app``.
 from foveal.cli import basics  # noqa: E402,F401  isort: skip
+from foveal.cli import train  # noqa: E402,F401  isort: skip
 
 __all__ = ["app", "fail", "main"]
 

@@ -22,6 +22,7 @@ from __future__ import annotations
 import functools
 import math
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import torch
@@ -154,7 +155,7 @@ def _background_pool() -> list[torch.Tensor]:
             continue
         try:
             img = np.asarray(loader())
-        except Exception:  # noqa: BLE001 - a missing bundled file just shrinks the pool
+        except Exception:
             continue
         if img.ndim == 2:
             img = np.stack([img] * 3, axis=-1)
@@ -197,7 +198,7 @@ class ShapesArrays:
     alphas: np.ndarray | None = None  # (N,1,H,W) float32 coverage, when asked for
 
 
-def _one(seed: int, split: int, index: int, size: int) -> tuple[np.ndarray, ...]:
+def _one(seed: int, split: int, index: int, size: int) -> tuple[Any, ...]:
     rng = np.random.default_rng([seed, split, index, GENERATOR_VERSION])
     label = int(rng.integers(len(SHAPE_CLASSES)))
     area = float(rng.uniform(_MIN_AREA, _MAX_AREA))
@@ -247,15 +248,18 @@ def generate_shapes(
     masks = np.empty((n, 1, size, size), dtype=np.uint8)
     boxes = np.empty((n, 4), dtype=np.int64)
     alphas = np.empty((n, 1, size, size), dtype=np.float32) if return_alpha else None
+    import multiprocessing as mp
     import os
 
     procs = workers or (os.cpu_count() or 1)
-    if procs > 1 and n >= 512:
+    # Worker processes are forked (they need no re-import of the caller's main module); where
+    # fork is unavailable generation runs in-process.
+    if procs > 1 and n >= 512 and "fork" in mp.get_all_start_methods():
         from concurrent.futures import ProcessPoolExecutor
         from multiprocessing import get_context
 
         chunks = np.array_split(np.arange(n), procs * 4)
-        with ProcessPoolExecutor(procs, mp_context=get_context("spawn")) as ex:
+        with ProcessPoolExecutor(procs, mp_context=get_context("fork")) as ex:
             futures = [
                 ex.submit(_chunk, seed, split, int(c[0]), int(c[-1]) + 1, size, return_alpha)
                 for c in chunks
@@ -269,7 +273,6 @@ def generate_shapes(
                 if alphas is not None and part.alphas is not None:
                     alphas[start:stop] = part.alphas
         return ShapesArrays(images, labels, masks, boxes, alphas)
-    torch.set_num_threads(1) if procs == 1 else None
     for i in range(n):
         img, lab, m, box, alpha = _one(seed, split, i, size)
         images[i], labels[i], masks[i], boxes[i] = img, lab, m, box

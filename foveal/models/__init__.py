@@ -1,7 +1,7 @@
 """Models: an architecture registry, the ``Normalized`` wrapper and safetensors checkpoints.
 
 Example:
-    >>> import foveal
+    >>> import foveal, torch
     >>> model = foveal.models.create("shapes-cnn", num_classes=10)
     >>> model(torch.rand(2, 3, 32, 32)).shape
     torch.Size([2, 10])
@@ -12,7 +12,6 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-import torch
 from torch import nn
 
 from foveal.models.architectures import ARCHITECTURES, default_layer
@@ -58,8 +57,8 @@ def create(
 def build(meta: dict[str, Any]) -> nn.Module:
     """Rebuild an (untrained) model from checkpoint metadata."""
     kwargs = dict(meta.get("arch_kwargs") or {})
-    in_channels = int(meta.get("in_channels", kwargs.pop("in_channels", 3)))
-    num_classes = int(meta.get("num_classes", kwargs.pop("num_classes", 10)))
+    in_channels = int(meta.get("in_channels") or kwargs.pop("in_channels", 3))
+    num_classes = int(meta.get("num_classes") or kwargs.pop("num_classes", 10))
     if meta.get("normalized", True):
         return create(
             meta["arch"],
@@ -77,6 +76,3 @@ def build(meta: dict[str, Any]) -> nn.Module:
 def describe(model: nn.Module) -> dict[str, Any]:
     """Architecture-independent facts about a model (parameter count)."""
     return {"parameters": sum(p.numel() for p in model.parameters())}
-
-
-

@@ -83,7 +83,9 @@ def _resolve(path: str | os.PathLike[str]) -> Path:
     if p.suffix != ".safetensors":
         with open(p, "rb") as fh:
             head = fh.read(2)
-        kind = " (it looks like a pickle; foveal never unpickles files)" if head[:1] == b"\x80" else ""
+        kind = (
+            " (it looks like a pickle; foveal never unpickles files)" if head[:1] == b"\x80" else ""
+        )
         raise CheckpointError(
             f"{path!s} is not a foveal checkpoint{kind}: expected a directory containing "
             f"{WEIGHTS} and {META}"

@@ -40,6 +40,9 @@ class Normalized(nn.Module):
         self.register_buffer("mean", mean_t.reshape(1, -1, 1, 1))
         self.register_buffer("std", std_t.reshape(1, -1, 1, 1))
 
+    mean: torch.Tensor
+    std: torch.Tensor
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.model((x - self.mean) / self.std)
 

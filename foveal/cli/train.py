@@ -1,0 +1,103 @@
+"""``foveal train`` and ``foveal demo``."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any
+
+import typer
+from pydantic import ValidationError
+
+from foveal.cli._app import app, fail
+
+
+@app.command("train")
+def train_command(
+    data: str = typer.Option("shapes", help="dataset name (see `foveal datasets`)"),
+    arch: str = typer.Option(None, help="architecture (default: per dataset; `foveal models`)"),
+    out: Path = typer.Option(Path("runs/model"), help="output directory (checkpoint, log)"),
+    epochs: int = typer.Option(None, help="epochs [default: 8]"),
+    batch_size: int = typer.Option(None, help="batch size [default: 128]"),
+    lr: float = typer.Option(None, help="peak learning rate [default: 3e-3]"),
+    optimizer: str = typer.Option(None, help="adam | adamw | sgd [default: adam]"),
+    schedule: str = typer.Option(None, help="onecycle | cosine | constant [default: onecycle]"),
+    weight_decay: float = typer.Option(None, help="weight decay [default: 0]"),
+    seed: int = typer.Option(None, help="random seed [default: 0]"),
+    width: int = typer.Option(None, help="width of shapes-cnn [default: 16]"),
+    size: int = typer.Option(None, help="image side in pixels (shapes: 32)"),
+    n_train: int = typer.Option(None, help="limit the training set"),
+    n_test: int = typer.Option(None, help="limit the test set"),
+    data_root: Path = typer.Option(None, help="local root of a real dataset"),
+    config: Path = typer.Option(None, help="YAML/JSON file with these settings"),
+    resume: bool = typer.Option(False, help="continue the run in --out where it stopped"),
+) -> None:
+    """Train a classifier (standard training); writes OUT/model.safetensors + model.json."""
+    from foveal.jobs import TrainJob, format_validation_error, load_config_file, run_train_job
+
+    try:
+        raw: dict[str, Any] = load_config_file(config) if config else {}
+    except ValueError as exc:
+        fail(str(exc))
+        return
+    training = dict(raw.pop("training", {}) or {})
+    cli_training = {
+        "epochs": epochs, "batch_size": batch_size, "lr": lr, "optimizer": optimizer,
+        "schedule": schedule, "weight_decay": weight_decay, "seed": seed,
+    }  # fmt: skip
+    training.update({k: v for k, v in cli_training.items() if v is not None})
+    cli_job = {
+        "arch": arch, "width": width, "size": size, "n_train": n_train, "n_test": n_test,
+        "data_root": str(data_root) if data_root else None,
+    }  # fmt: skip
+    raw.update({k: v for k, v in cli_job.items() if v is not None})
+    raw.setdefault("data", data)
+    if data != "shapes" or "data" not in raw:
+        raw["data"] = data
+    raw.setdefault("out", str(out))
+    try:
+        job = TrainJob(**raw, training=training)
+    except ValidationError as exc:
+        fail(f"invalid settings: {format_validation_error(exc)}")
+        return
+    start = time.perf_counter()
+    try:
+        result = run_train_job(job, resume=resume, progress=True)
+    except (ValueError, FileExistsError, FileNotFoundError) as exc:
+        fail(str(exc))
+        return
+    elapsed = time.perf_counter() - start
+    if result.interrupted:
+        typer.echo(f"interrupted; state saved in {job.out} — rerun with --resume to continue")
+        raise typer.Exit(130)
+    last = result.history[-1] if result.history else {}
+    acc = last.get("test_acc")
+    acc_text = f"{100 * acc:.2f}%" if acc is not None else "n/a"
+    typer.echo(f"test accuracy {acc_text} after {last.get('epoch', 0)} epochs "
+               f"({elapsed:.0f} s); checkpoint: {job.out}")  # fmt: skip
+
+
+@app.command("demo")
+def demo_command(
+    out: Path = typer.Option(Path("runs/demo"), help="output directory"),
+) -> None:
+    """Train a `shapes` CNN (cached after the first run) and report its accuracy."""
+    import foveal
+    from foveal.jobs import TrainJob, run_train_job
+    from foveal.training import accuracy
+
+    model_dir = out / "shapes-cnn"
+    start = time.perf_counter()
+    if (model_dir / "model.safetensors").exists():
+        model = foveal.models.load(model_dir)
+        typer.echo(f"using the cached model in {model_dir}")
+    else:
+        typer.echo("training a shapes-cnn on the built-in shapes data ...")
+        result = run_train_job(TrainJob(out=str(model_dir)), progress=True)
+        if result.interrupted:
+            raise typer.Exit(130)
+        model = result.model
+    test = foveal.data.load("shapes", split="test")
+    acc = accuracy(model, test)
+    typer.echo(f"shapes test accuracy: {100 * acc:.2f}% ({len(test)} images, "
+               f"{time.perf_counter() - start:.0f} s)")  # fmt: skip

@@ -1,0 +1,111 @@
+"""Validated job descriptions shared by the CLI and the Python API.
+
+A job is data, never code: YAML/JSON files are parsed with ``yaml.safe_load`` and validated by
+pydantic models that reject unknown keys with a message naming the key.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from foveal.training import TrainConfig
+
+__all__ = ["DEFAULT_ARCH", "TrainJob", "load_config_file", "run_train_job"]
+
+DEFAULT_ARCH = {
+    "shapes": "shapes-cnn",
+    "digits": "mnist-cnn",
+    "mnist": "mnist-cnn",
+    "cifar10": "resnet18",
+    "cifar100": "resnet18",
+    "stl10": "resnet18",
+    "imagefolder": "resnet18",
+    "cub200": "resnet18",
+}
+
+
+class TrainJob(BaseModel):
+    """Everything ``foveal train`` needs; unknown keys are errors."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    data: str = "shapes"
+    arch: str | None = Field(None, description="architecture (default: per dataset)")
+    width: int | None = Field(None, ge=1, description="width of shapes-cnn")
+    size: int | None = Field(None, ge=8, description="image side in pixels")
+    n_train: int | None = Field(None, ge=1)
+    n_test: int | None = Field(None, ge=1)
+    data_root: str | None = None
+    out: str = "runs/model"
+    training: TrainConfig = Field(default_factory=TrainConfig)
+
+
+def load_config_file(path: str | Path) -> dict[str, Any]:
+    """Parse a YAML or JSON config file into plain data (never executes anything)."""
+    p = Path(path)
+    if not p.is_file():
+        raise ValueError(f"config file {str(p)!r} does not exist")
+    try:
+        data = yaml.safe_load(p.read_text(encoding="utf-8"))
+    except yaml.YAMLError as exc:
+        raise ValueError(f"config file {str(p)!r} is not valid YAML/JSON: {exc}") from None
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise ValueError(f"config file {str(p)!r} must hold a mapping; got {type(data).__name__}")
+    return data
+
+
+def format_validation_error(exc: ValidationError) -> str:
+    """One line per problem, naming the key: ``training.lr: Input should be greater than 0``."""
+    lines = []
+    for err in exc.errors():
+        key = ".".join(str(part) for part in err["loc"]) or "(root)"
+        msg = err["msg"]
+        if err["type"] == "extra_forbidden":
+            msg = "unknown key"
+        lines.append(f"{key}: {msg} (got {err.get('input')!r})")
+    return "; ".join(lines)
+
+
+def run_train_job(job: TrainJob, *, resume: bool = False, progress: bool = False) -> Any:
+    """Load data, build the model with the data's normalisation, train, return the result."""
+    import foveal
+    from foveal.training import fit
+
+    train = foveal.data.load(job.data, split="train", n=job.n_train, size=job.size,
+                             root=job.data_root)  # fmt: skip
+    test = foveal.data.load(job.data, split="test", n=job.n_test, size=job.size,
+                            root=job.data_root)  # fmt: skip
+    arch = job.arch or DEFAULT_ARCH.get(job.data, "resnet18")
+    imgs = train.images
+    mean = imgs.mean(dim=(0, 2, 3)).tolist()
+    std = imgs.std(dim=(0, 2, 3)).clamp_min(1e-3).tolist()
+    c, h, w = train.image_shape
+    kwargs: dict[str, Any] = {}
+    if job.width is not None:
+        kwargs["width"] = job.width
+    if arch in ("mnist-cnn", "cifar-cnn", "assira-cnn"):
+        kwargs["input_size"] = h
+    model = foveal.models.create(
+        arch, num_classes=train.num_classes, in_channels=c, mean=mean, std=std, **kwargs
+    )
+    meta = {
+        "arch": arch,
+        "arch_kwargs": kwargs,
+        "num_classes": train.num_classes,
+        "in_channels": c,
+        "input_shape": [c, h, w],
+        "mean": mean,
+        "std": std,
+        "classes": train.classes,
+        "dataset": {"name": job.data, "size": h, "n_train": len(train), "n_test": len(test)},
+    }
+    return fit(
+        model, train, config=job.training, eval_data=test, out_dir=job.out, meta=meta,
+        resume=resume, progress=progress,
+    )  # fmt: skip
