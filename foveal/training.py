@@ -12,6 +12,11 @@ epoch boundary — or by Ctrl-C in the middle of an epoch — and resumed ends w
 weights as an uninterrupted run. The learning rate is a closed-form function of the step, so
 no scheduler state is needed.
 
+Distributed data parallel: started under ``torchrun --nproc_per_node=N`` the same code trains
+with :class:`torch.nn.parallel.DistributedDataParallel` (gloo on CPU, nccl on GPU). Every
+process draws the same permutation and takes its own shard (padded to equal length, like
+``DistributedSampler``); rank 0 alone evaluates, logs and writes checkpoints, in the same format.
+
 Files in ``out_dir``: ``train_state.safetensors`` (everything needed to resume, one atomic
 file), ``model.safetensors`` + ``model.json`` (the checkpoint that :func:`foveal.models.load`
 reads) and ``metrics.jsonl`` (one record per epoch).
@@ -47,6 +52,7 @@ __all__ = [
     "Trainer",
     "accuracy",
     "fit",
+    "init_distributed",
     "lr_at",
 ]
 
@@ -174,6 +180,32 @@ def _unflatten_optimizer(tensors: dict[str, torch.Tensor], info: dict) -> dict[s
     return {"state": state, "param_groups": info["param_groups"]}
 
 
+def init_distributed() -> tuple[int, int]:
+    """Join the process group that ``torchrun`` describes; returns ``(rank, world_size)``.
+
+    Outside ``torchrun`` (no ``WORLD_SIZE`` > 1 in the environment) this is ``(0, 1)``.
+    """
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized():
+        return dist.get_rank(), dist.get_world_size()
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world <= 1 or not dist.is_available():
+        return 0, 1
+    backend = "nccl" if torch.cuda.is_available() else "gloo"
+    if backend == "nccl":
+        torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", "0")))
+    dist.init_process_group(backend)
+    return dist.get_rank(), dist.get_world_size()
+
+
+def _barrier(world: int) -> None:
+    if world > 1:
+        import torch.distributed as dist
+
+        dist.barrier()
+
+
 class Trainer:
     """The training loop (see the module docstring). Most users call :func:`fit`."""
 
@@ -200,8 +232,19 @@ class Trainer:
         self.out_dir = Path(out_dir) if out_dir is not None else None
         self.meta = dict(meta or {})
         self.progress = progress
+        self.rank, self.world = init_distributed()
+        if device is None and self.world > 1 and torch.cuda.is_available():
+            device = f"cuda:{os.environ.get('LOCAL_RANK', '0')}"
         self.device = torch.device(device) if device else next(model.parameters()).device
         self.model.to(self.device)
+        # ``net`` is what the recipe calls (DDP-wrapped when distributed); ``model`` is saved.
+        self.net: nn.Module = model
+        if self.world > 1:
+            from torch.nn.parallel import DistributedDataParallel
+
+            ids = [self.device.index] if self.device.type == "cuda" else None
+            self.net = DistributedDataParallel(model, device_ids=ids)
+        self.progress = progress and self.rank == 0
         self.optimizer = _make_optimizer(model, self.config)
         self.epoch = 0  # completed epochs
         self.batch = 0  # batches done inside the current epoch
@@ -211,8 +254,13 @@ class Trainer:
 
     # ------------------------------------------------------------------ state
     @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+    @property
     def steps_per_epoch(self) -> int:
-        return math.ceil(len(self.train_data) / self.config.batch_size)
+        shard = math.ceil(len(self.train_data) / self.world)
+        return math.ceil(shard / self.config.batch_size)
 
     def _state_path(self) -> Path:
         assert self.out_dir is not None
@@ -220,7 +268,7 @@ class Trainer:
 
     def save_state(self) -> None:
         """Write the resumable state atomically (model, optimizer, RNG, position)."""
-        if self.out_dir is None:
+        if self.out_dir is None or not self.is_main:
             return
         tensors = {
             f"model.{k}": v.detach().cpu().contiguous().clone()
@@ -299,7 +347,7 @@ class Trainer:
             return
         from foveal.models import save
 
-        if "arch" not in self.meta:
+        if "arch" not in self.meta or not self.is_main:
             # Without the architecture the weights could not be rebuilt: keep only the state.
             return
         meta = dict(self.meta)
@@ -313,6 +361,9 @@ class Trainer:
     def _batches(self, epoch: int) -> Iterator[tuple[int, torch.Tensor]]:
         gen = torch.Generator().manual_seed(self.config.seed * 1_000_003 + epoch)
         perm = torch.randperm(len(self.train_data), generator=gen)
+        if self.world > 1:  # equal shards, padded by wrapping around (as DistributedSampler)
+            total = math.ceil(len(perm) / self.world) * self.world
+            perm = torch.cat([perm, perm[: total - len(perm)]])[self.rank :: self.world]
         bs = self.config.batch_size
         for b in range(self.steps_per_epoch):
             yield b, perm[b * bs : (b + 1) * bs]
@@ -348,7 +399,7 @@ class Trainer:
     def _run_epoch(self, total: int, bar: Any) -> None:
         cfg, epoch = self.config, self.epoch
         if self.batch == 0 or self.rng_state is None:
-            torch.manual_seed(cfg.seed * 1_000_003 + epoch + 1)
+            torch.manual_seed(cfg.seed * 1_000_003 + epoch + 1 + 7919 * self.rank)
         else:
             torch.set_rng_state(self.rng_state)
         self.rng_state = None
@@ -362,7 +413,7 @@ class Trainer:
             lr = lr_at(cfg, epoch * self.steps_per_epoch + b, total)
             for group in self.optimizer.param_groups:
                 group["lr"] = lr
-            loss, stats = self.recipe.loss(self.model, batch, epoch=epoch)
+            loss, stats = self.recipe.loss(self.net, batch, epoch=epoch)
             if not torch.isfinite(loss):
                 raise FloatingPointError(f"loss is {float(loss)} at epoch {epoch + 1}, batch {b}")
             self.optimizer.zero_grad(set_to_none=True)
@@ -381,7 +432,7 @@ class Trainer:
         record: dict[str, Any] = {"epoch": epoch + 1, "lr": lr}
         # Averages cover the batches run in this process (all of them unless resumed mid-epoch).
         record.update({k: v / max(count, 1) for k, v in sums.items()})
-        if self.eval_data is not None:
+        if self.eval_data is not None and self.is_main:
             record["test_acc"] = accuracy(
                 self.model, self.eval_data, batch_size=cfg.eval_batch_size
             )
@@ -390,10 +441,11 @@ class Trainer:
             )
         self.epoch, self.batch = epoch + 1, 0
         self.history.append(record)
-        if self.out_dir is not None:
+        if self.out_dir is not None and self.is_main:
             append_jsonl(self.out_dir / METRICS_FILE, record)
             self.save_state()
             self.export(record)
+        _barrier(self.world)
         log.info("epoch %d: %s", epoch + 1, record)
 
 

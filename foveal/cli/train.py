@@ -67,6 +67,13 @@ def train_command(
         fail(str(exc))
         return
     elapsed = time.perf_counter() - start
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized():  # started by torchrun
+        rank = dist.get_rank()
+        dist.destroy_process_group()
+        if rank != 0:
+            return
     if result.interrupted:
         typer.echo(f"interrupted; state saved in {job.out} — rerun with --resume to continue")
         raise typer.Exit(130)
