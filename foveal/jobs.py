@@ -7,14 +7,21 @@ pydantic models that reject unknown keys with a message naming the key.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from foveal.training import TrainConfig
 
-__all__ = ["DEFAULT_ARCH", "TrainJob", "load_config_file", "run_train_job"]
+__all__ = [
+    "DEFAULT_ARCH",
+    "RecipeConfig",
+    "TrainJob",
+    "build_recipe",
+    "load_config_file",
+    "run_train_job",
+]
 
 DEFAULT_ARCH = {
     "shapes": "shapes-cnn",
@@ -26,6 +33,68 @@ DEFAULT_ARCH = {
     "imagefolder": "resnet18",
     "cub200": "resnet18",
 }
+
+
+class RecipeConfig(BaseModel):
+    """The training recipe and its hyper-parameters (``foveal train --method ...``)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    method: Literal["standard", "madry", "trades", "fat", "part", "dual", "sip-h", "sip-s",
+                    "gaussian"] = "standard"  # fmt: skip
+    eps: float = Field(8 / 255, ge=0, description="budget (eps_F for dual)")
+    norm: Literal["linf", "l2"] = "linf"
+    steps: int = Field(10, ge=1)
+    alpha: float | None = Field(None, gt=0)
+    fast: bool = False
+    eps_bg: float | None = Field(None, ge=0, description="dual: background budget (5 eps)")
+    eps_low: float = Field(7 / 255, ge=0, description="part: budget of unimportant pixels")
+    burn_in: int = Field(1, ge=0, description="part: epochs of madry first")
+    beta: float = Field(6.0, ge=0, description="trades: weight of the KL term")
+    reference: str | None = Field(None, description="sip-s: robust reference checkpoint")
+    fraction: float = Field(0.5, gt=0, le=1, description="sip-s: gradient mass kept")
+    noise_sd: float = Field(0.25, ge=0, description="gaussian: noise level")
+    eval_n: int = Field(500, ge=0, description="held-out images for per-epoch PGD accuracy")
+    eval_steps: int = Field(10, ge=1)
+
+    @field_validator("eps", "eps_bg", "eps_low", "alpha", mode="before")
+    @classmethod
+    def _fraction(cls, v: object) -> object:
+        from foveal._validation import parse_fraction
+
+        return parse_fraction(v) if isinstance(v, str) else v
+
+
+def build_recipe(cfg: RecipeConfig, *, epochs: int) -> Any:
+    """The :class:`foveal.training.Recipe` that ``cfg`` describes."""
+    from foveal.training import Recipe
+
+    if cfg.method == "standard":
+        return Recipe()
+    if cfg.method == "gaussian":
+        from foveal.defenses.smoothing import GaussianNoiseRecipe
+
+        return GaussianNoiseRecipe(cfg.noise_sd)
+    from foveal.defenses.adversarial import make_recipe
+
+    common: dict[str, Any] = {"eps": cfg.eps, "norm": cfg.norm, "steps": cfg.steps,
+                              "alpha": cfg.alpha, "fast": cfg.fast, "eval_n": cfg.eval_n,
+                              "eval_steps": cfg.eval_steps}  # fmt: skip
+    if cfg.method == "trades":
+        common["beta"] = cfg.beta
+    elif cfg.method == "fat":
+        common["epochs"] = epochs
+    elif cfg.method == "part":
+        common.update(eps_low=cfg.eps_low, burn_in=cfg.burn_in)
+    elif cfg.method == "dual":
+        common["eps_bg"] = cfg.eps_bg
+    elif cfg.method == "sip-s":
+        if not cfg.reference:
+            raise ValueError("sip-s needs a robust reference model: --reference CKPT")
+        import foveal
+
+        common.update(reference=foveal.models.load(cfg.reference), fraction=cfg.fraction)
+    return make_recipe(cfg.method, **common)
 
 
 class TrainJob(BaseModel):
@@ -42,6 +111,7 @@ class TrainJob(BaseModel):
     data_root: str | None = None
     out: str = "runs/model"
     training: TrainConfig = Field(default_factory=TrainConfig)
+    recipe: RecipeConfig = Field(default_factory=RecipeConfig)
 
 
 def load_config_file(path: str | Path) -> dict[str, Any]:
@@ -105,7 +175,8 @@ def run_train_job(job: TrainJob, *, resume: bool = False, progress: bool = False
         "classes": train.classes,
         "dataset": {"name": job.data, "size": h, "n_train": len(train), "n_test": len(test)},
     }
+    recipe = build_recipe(job.recipe, epochs=job.training.epochs)
     return fit(
-        model, train, config=job.training, eval_data=test, out_dir=job.out, meta=meta,
-        resume=resume, progress=progress,
+        model, train, config=job.training, recipe=recipe, eval_data=test, out_dir=job.out,
+        meta=meta, resume=resume, progress=progress,
     )  # fmt: skip

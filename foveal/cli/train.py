@@ -31,8 +31,26 @@ def train_command(
     data_root: Path = typer.Option(None, help="local root of a real dataset"),
     config: Path = typer.Option(None, help="YAML/JSON file with these settings"),
     resume: bool = typer.Option(False, help="continue the run in --out where it stopped"),
+    method: str = typer.Option(
+        None, help="standard | madry | trades | fat | part | dual | sip-h | sip-s | gaussian"
+    ),
+    eps: str = typer.Option(None, help="attack budget, e.g. 8/255 (eps_F for dual)"),
+    norm: str = typer.Option(None, help="linf | l2"),
+    steps: int = typer.Option(None, help="inner attack steps [default: 10]"),
+    alpha: str = typer.Option(None, help="inner step size [default: 2.5 eps / steps]"),
+    fast: bool = typer.Option(None, "--fast/--no-fast", help="single-step inner attack"),
+    eps_bg: str = typer.Option(None, help="dual: background budget [default: 5 eps]"),
+    eps_low: str = typer.Option(None, help="part: budget of unimportant pixels [7/255]"),
+    burn_in: int = typer.Option(None, help="part: epochs of madry first [1]"),
+    beta: float = typer.Option(None, help="trades: weight of the KL term [6]"),
+    reference: Path = typer.Option(None, help="sip-s: robust reference checkpoint"),
+    noise_sd: float = typer.Option(None, help="gaussian: noise level [0.25]"),
 ) -> None:
-    """Train a classifier (standard training); writes OUT/model.safetensors + model.json."""
+    """Train a classifier (standard or robust recipe); writes OUT/model.safetensors + json.
+
+    Under ``torchrun --nproc_per_node=N`` the same command trains with
+    DistributedDataParallel.
+    """
     from foveal.jobs import TrainJob, format_validation_error, load_config_file, run_train_job
 
     try:
@@ -51,12 +69,19 @@ def train_command(
         "data_root": str(data_root) if data_root else None,
     }  # fmt: skip
     raw.update({k: v for k, v in cli_job.items() if v is not None})
+    recipe = dict(raw.pop("recipe", {}) or {})
+    cli_recipe = {
+        "method": method, "eps": eps, "norm": norm, "steps": steps, "alpha": alpha,
+        "fast": fast, "eps_bg": eps_bg, "eps_low": eps_low, "burn_in": burn_in, "beta": beta,
+        "reference": str(reference) if reference else None, "noise_sd": noise_sd,
+    }  # fmt: skip
+    recipe.update({k: v for k, v in cli_recipe.items() if v is not None})
     raw.setdefault("data", data)
     if data != "shapes" or "data" not in raw:
         raw["data"] = data
     raw.setdefault("out", str(out))
     try:
-        job = TrainJob(**raw, training=training)
+        job = TrainJob(**raw, training=training, recipe=recipe)
     except ValidationError as exc:
         fail(f"invalid settings: {format_validation_error(exc)}")
         return
