@@ -145,3 +145,29 @@ def test_predict_on_a_constant_model_and_noise_is_seeded() -> None:
     a = Smooth(lin, 0.5, seed=3).counts(x, 64, batch_size=16)
     b = Smooth(lin, 0.5, seed=3).counts(x, 64, batch_size=16)
     assert torch.equal(a, b) and int(a.sum()) == 3 * 64
+
+
+def test_smooth_cli_certify_and_predict(tmp_path) -> None:
+    import json
+
+    from typer.testing import CliRunner
+
+    from foveal.cli import app
+
+    net = foveal.models.create("shapes-cnn", width=4)
+    foveal.models.save(net, tmp_path / "m", {"arch": "shapes-cnn", "arch_kwargs": {"width": 4},
+                                            "num_classes": 10, "in_channels": 3})  # fmt: skip
+    runner = CliRunner()
+    res = runner.invoke(app, ["smooth", "certify", "--model", str(tmp_path / "m"), "--n-images",
+                              "3", "--n0", "10", "--n", "50", "--out", str(tmp_path)])  # fmt: skip
+    assert res.exit_code == 0, res.output
+    record = json.loads((tmp_path / "certify.json").read_text())
+    assert len(record["radii"]) == 3 and all(r >= 0 for r in record["radii"])
+    # Certified accuracy can only fall as the radius grows.
+    values = list(record["certified"].values())
+    assert values == sorted(values, reverse=True)
+    res = runner.invoke(app, ["smooth", "predict", "--model", str(tmp_path / "m"), "--n-images",
+                              "4", "--n", "20"])  # fmt: skip
+    assert res.exit_code == 0 and "smoothed accuracy" in res.output
+    res = runner.invoke(app, ["smooth", "certify", "--model", str(tmp_path / "m"), "--sigma", "-1"])
+    assert res.exit_code == 2 and "sigma > 0" in res.output
