@@ -7,6 +7,6 @@ from __future__ import annotations
 
 __version__ = "0.1.0"
 
-from foveal import data, models
+from foveal import attacks, data, models, threats
 
-__all__ = ["__version__", "data", "models"]
+__all__ = ["__version__", "attacks", "data", "models", "threats"]

@@ -5,8 +5,11 @@ from __future__ import annotations
 from foveal.cli._app import app, fail
 
 # Command modules: importing one registers its commands on ``app``.
-from foveal.cli import basics  # noqa: E402,F401  isort: skip
-from foveal.cli import train  # noqa: E402,F401  isort: skip
+from foveal.cli import basics  # noqa: F401  isort: skip
+from foveal.cli import attack  # noqa: F401  isort: skip
+from foveal.cli import train  # noqa: F401  isort: skip
+from foveal.cli import saliency  # noqa: F401  isort: skip
+from foveal.cli import smooth  # noqa: F401  isort: skip
 
 __all__ = ["app", "fail", "main"]
 

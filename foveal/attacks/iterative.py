@@ -1,0 +1,100 @@
+"""The shared loop of the gradient-sign family: step along the set's ascent, project, repeat.
+
+``delta <- project(delta + step * direction(grad))`` with ``direction`` the set's steepest-ascent
+direction (sign for Linf, region-normalised gradient for L2) unless an attack overrides
+:meth:`IterativeAttack.direction` (MIM adds momentum). FGSM, BIM and PGD differ only in their
+defaults: the number of steps, the step size and whether they start at a random point.
+
+Step sizes: ``alpha`` is an absolute step (in the set's norm, the same in every region);
+otherwise the step is ``rel_alpha`` times each region's budget, so one setting serves a plain
+ball and a region budget with very different budgets (the per-region step sizes alpha_F, alpha_B
+of seed 000, Appendix A, in proportion to eps_F, eps_B).
+"""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+import torch
+from torch import nn
+
+from foveal._validation import check_eps
+from foveal.attacks.base import Attack, Problem
+from foveal.attacks.objectives import ObjectiveLike
+
+__all__ = ["IterativeAttack"]
+
+
+class IterativeAttack(Attack):
+    """Base of FGSM, BIM, MIM and PGD (see the module docstring).
+
+    Args:
+        model: classifier on [0,1] images returning logits.
+        eps: radius of the default ball (default 8/255 Linf, 0.5 L2).
+        norm: ``"linf"`` or ``"l2"``.
+        steps: number of gradient steps (>= 1).
+        alpha: absolute step size; mutually exclusive with ``rel_alpha``.
+        rel_alpha: step as a fraction of each region's budget (default: the attack's rule).
+        random_start: start from a random point of the set.
+        restarts: runs per sample; the best is kept.
+        objective: ``"ce"``, ``"margin"``, an Objective or a callable.
+        seed: random-start seed (None: fresh each call).
+    """
+
+    #: ``rel_alpha`` default is ``default_rel_alpha_times_steps / steps``.
+    default_rel_alpha_times_steps: ClassVar[float] = 1.0
+
+    def __init__(
+        self,
+        model: nn.Module,
+        *,
+        eps: float | None = None,
+        norm: str = "linf",
+        steps: int = 10,
+        alpha: float | None = None,
+        rel_alpha: float | None = None,
+        random_start: bool = False,
+        restarts: int = 1,
+        objective: ObjectiveLike = "ce",
+        seed: int | None = 0,
+    ) -> None:
+        super().__init__(
+            model,
+            eps=eps,
+            norm=norm,
+            objective=objective,
+            random_start=random_start,
+            restarts=restarts,
+            seed=seed,
+        )
+        if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
+            raise ValueError(f"steps must be an integer >= 1; got {steps!r}")
+        if alpha is not None and rel_alpha is not None:
+            raise ValueError(
+                f"give alpha (absolute) or rel_alpha (relative to the budget), not both; "
+                f"got alpha={alpha!r}, rel_alpha={rel_alpha!r}"
+            )
+        self.steps = steps
+        self.alpha = None if alpha is None else check_eps(alpha, "alpha")
+        if rel_alpha is None and alpha is None:
+            rel_alpha = self.default_rel_alpha_times_steps / steps
+        self.rel_alpha = None if rel_alpha is None else check_eps(rel_alpha, "rel_alpha")
+
+    def init_state(self, problem: Problem) -> dict[str, torch.Tensor]:
+        """Per-call algorithm state (e.g. momentum); empty by default."""
+        return {}
+
+    def direction(
+        self, problem: Problem, grad: torch.Tensor, state: dict[str, torch.Tensor]
+    ) -> torch.Tensor:
+        """The update direction for ``grad``; default: the set's steepest ascent."""
+        return problem.threat.ascent(grad)
+
+    def perturb(self, problem: Problem, delta: torch.Tensor) -> torch.Tensor:
+        step = problem.step_size(self.alpha, self.rel_alpha or 0.0)
+        state = self.init_state(problem)
+        project_ = problem.threat.project_
+        for _ in range(self.steps):
+            grad, _ = problem.gradient(delta)
+            delta = project_(delta.addcmul_(step, self.direction(problem, grad, state)))
+        return delta
