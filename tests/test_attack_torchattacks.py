@@ -41,6 +41,6 @@ def test_pgd_linf_robust_accuracy_matches_torchattacks(trained_shapes_model, eps
         f"eps {eps * 255:g}/255: clean {clean:.3f}  foveal PGD {accs['foveal']:.3f}  "
         f"torchattacks PGD {accs['torchattacks']:.3f}"
     )
-    assert clean > 0.3, f"fixture model too weak to compare attacks (clean accuracy {clean})"
+    assert clean > 0.9, f"fixture model too weak to compare attacks (clean accuracy {clean})"
     assert accs["foveal"] < clean - 0.1, accs  # the attack does something
     assert abs(accs["foveal"] - accs["torchattacks"]) <= 0.02, accs
