@@ -19,7 +19,6 @@ against closed forms.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 
 import torch
@@ -64,30 +63,33 @@ def project_l2_box(
     """
     eps = eps.to(v.dtype)
     eps2 = eps.square()
-    v2 = v.square()
-    total = v2.sum(1)
+    total = torch.linalg.vector_norm(v, dim=1).square()
     t = (eps / total.sqrt().clamp_min(_TINY)).clamp(max=1.0)
     # Fast path: if no coordinate of t * v leaves the box, clip(t v) = t v is the answer (t is
     # reduced by a few ulps so that rounding cannot take the norm above eps).
     shrink = torch.where(t < 1, 1 - 8 * torch.finfo(v.dtype).eps, 1.0)
     scaled = (t * shrink)[:, None] * v
-    out = torch.minimum(torch.maximum(scaled, lo), hi)
+    out = torch.clamp(scaled, lo, hi)
     if not bool((out != scaled).any()):
         return out
-    bound = torch.where(v > 0, hi, lo)
-    c2 = bound.square()
-    # Breakpoints; coordinates with v = 0 never saturate (and contribute nothing).
-    brk = torch.where(v != 0, bound / torch.where(v != 0, v, 1.0), math.inf)
-    for _ in range(v.shape[1] + 1):
-        saturated = brk <= t[:, None]
-        s_sat = torch.where(saturated, c2, 0.0).sum(1)
-        s_free = total - torch.where(saturated, v2, 0.0).sum(1)
+    # Breakpoints b_i = c_i / v_i; since t <= 1, only coordinates with b_i <= 1 — those with v
+    # at or beyond its bound (v >= hi > 0 or v <= lo < 0) — can ever saturate: the iteration
+    # runs on them alone (usually a small fraction: pixels near 0 or 1), gathered once.
+    rows, cols = (((v >= hi) & (v > 0)) | ((v <= lo) & (v < 0))).nonzero(as_tuple=True)
+    v_c = v[rows, cols]
+    bound_c = torch.where(v_c > 0, hi[rows, cols], lo[rows, cols])
+    brk_c, c2_c, v2_c = bound_c / v_c, bound_c.square(), v_c.square()
+    zeros = torch.zeros_like(total)
+    for _ in range(len(rows) + 1):
+        saturated = brk_c <= t[rows]
+        s_sat = zeros.index_add(0, rows, torch.where(saturated, c2_c, 0.0))
+        s_free = total - zeros.index_add(0, rows, torch.where(saturated, v2_c, 0.0))
         t_new = ((eps2 - s_sat).clamp_min(0.0) / s_free.clamp_min(_TINY)).sqrt().clamp(max=1.0)
         t_new = torch.maximum(t_new, t)
         if bool((t_new == t).all()):
             break
         t = t_new
-    out = torch.minimum(torch.maximum(t[:, None] * v, lo), hi)
+    out = torch.clamp(t[:, None] * v, lo, hi)
     return _shrink_to_ball(out, eps)
 
 
