@@ -161,6 +161,9 @@ def run_train_job(job: TrainJob, *, resume: bool = False, progress: bool = False
         kwargs["width"] = job.width
     if arch in ("mnist-cnn", "cifar-cnn", "assira-cnn"):
         kwargs["input_size"] = h
+    import torch
+
+    torch.manual_seed(job.training.seed)  # the initial weights follow the seed too
     model = foveal.models.create(
         arch, num_classes=train.num_classes, in_channels=c, mean=mean, std=std, **kwargs
     )
