@@ -24,6 +24,7 @@ unless ``bpda=True`` is asked for.
 
 from __future__ import annotations
 
+import abc
 import math
 from collections.abc import Callable
 
@@ -50,11 +51,14 @@ __all__ = [
 TRANSFORMS: Registry[Callable[..., nn.Module]] = Registry("input transform")
 
 
-class _Transform(nn.Module):
+class _Transform(nn.Module, abc.ABC):
+    """An image-to-image transform keeping shape and the [0,1] range."""
+
     differentiable = True
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:  # pragma: no cover - abstract
-        raise NotImplementedError
+    @abc.abstractmethod
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Transform a batch (N,C,H,W)."""
 
 
 @TRANSFORMS.register("resize", help="down-sample by gamma and back (bilinear)")
