@@ -65,20 +65,22 @@ def project_l2_box(
     eps2 = eps.square()
     total = torch.linalg.vector_norm(v, dim=1).square()
     t = (eps / total.sqrt().clamp_min(_TINY)).clamp(max=1.0)
+    # Only coordinates of v outside the box can saturate for some t <= 1 (the box contains 0):
+    # their breakpoints b_i = c_i / v_i lie in [0, 1). They are gathered once and the
+    # iteration runs on them alone (usually a small fraction: pixels near 0 or 1).
+    rows, cols = (torch.clamp(v, lo, hi) != v).nonzero(as_tuple=True)
     # Fast path: if no coordinate of t * v leaves the box, clip(t v) = t v is the answer (t is
     # reduced by a few ulps so that rounding cannot take the norm above eps).
     shrink = torch.where(t < 1, 1 - 8 * torch.finfo(v.dtype).eps, 1.0)
-    scaled = (t * shrink)[:, None] * v
-    out = torch.clamp(scaled, lo, hi)
-    if not bool((out != scaled).any()):
-        return out
-    # Breakpoints b_i = c_i / v_i; since t <= 1, only coordinates with b_i <= 1 — those with v
-    # at or beyond its bound (v >= hi > 0 or v <= lo < 0) — can ever saturate: the iteration
-    # runs on them alone (usually a small fraction: pixels near 0 or 1), gathered once.
-    rows, cols = (((v >= hi) & (v > 0)) | ((v <= lo) & (v < 0))).nonzero(as_tuple=True)
+    scaled_t = t * shrink
+    if len(rows) == 0:
+        return scaled_t[:, None] * v
     v_c = v[rows, cols]
     bound_c = torch.where(v_c > 0, hi[rows, cols], lo[rows, cols])
-    brk_c, c2_c, v2_c = bound_c / v_c, bound_c.square(), v_c.square()
+    brk_c = bound_c / v_c
+    if bool((brk_c >= scaled_t[rows]).all()):
+        return scaled_t[:, None] * v
+    c2_c, v2_c = bound_c.square(), v_c.square()
     zeros = torch.zeros_like(total)
     for _ in range(len(rows) + 1):
         saturated = brk_c <= t[rows]
