@@ -110,6 +110,7 @@ class TrainJob(BaseModel):
     n_test: int | None = Field(None, ge=1)
     data_root: str | None = None
     out: str = "runs/model"
+    init: str | None = Field(None, description="start from this checkpoint's weights")
     training: TrainConfig = Field(default_factory=TrainConfig)
     recipe: RecipeConfig = Field(default_factory=RecipeConfig)
 
@@ -167,6 +168,24 @@ def run_train_job(job: TrainJob, *, resume: bool = False, progress: bool = False
     model = foveal.models.create(
         arch, num_classes=train.num_classes, in_channels=c, mean=mean, std=std, **kwargs
     )
+    if job.init:
+        source = foveal.models.load(job.init)
+        init_meta = foveal.models.read_meta(job.init)
+        if init_meta.get("arch") != arch:
+            raise ValueError(
+                f"init checkpoint {job.init!r} is a {init_meta.get('arch')!r}; this job trains "
+                f"a {arch!r}"
+            )
+        try:
+            model.model.load_state_dict(foveal.models.unwrap(source).state_dict())
+        except RuntimeError as exc:
+            raise ValueError(
+                f"init checkpoint {job.init!r} does not fit this model: {exc}"
+            ) from None
+        # Keep the normalisation the initial weights were trained with.
+        mean, std = init_meta.get("mean", mean), init_meta.get("std", std)
+        model.mean.copy_(torch.tensor(mean).reshape(1, -1, 1, 1))
+        model.std.copy_(torch.tensor(std).reshape(1, -1, 1, 1))
     meta = {
         "arch": arch,
         "arch_kwargs": kwargs,
@@ -177,6 +196,7 @@ def run_train_job(job: TrainJob, *, resume: bool = False, progress: bool = False
         "std": std,
         "classes": train.classes,
         "dataset": {"name": job.data, "size": h, "n_train": len(train), "n_test": len(test)},
+        "init": job.init,
     }
     recipe = build_recipe(job.recipe, epochs=job.training.epochs)
     return fit(

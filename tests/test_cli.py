@@ -103,3 +103,21 @@ def test_ctrl_c_saves_and_resume_finishes(tmp_path: Path) -> None:
     done = subprocess.run([*cmd, "--resume"], capture_output=True, text=True, env=env, timeout=300)
     assert done.returncode == 0, done.stdout + done.stderr
     assert [r["epoch"] for r in read_jsonl(out / "metrics.jsonl")] == [1, 2]
+
+
+def test_train_init_from_a_checkpoint(tmp_path: Path) -> None:
+    first = tmp_path / "a"
+    assert runner.invoke(app, ["train", *TINY, "--epochs", "1", "--out", str(first)]).exit_code == 0
+    second = tmp_path / "b"
+    args = ["train", *TINY, "--epochs", "1", "--lr", "1e-9", "--schedule", "constant"]
+    result = runner.invoke(app, [*args, "--init", str(first), "--out", str(second)])
+    assert result.exit_code == 0, result.output
+    # With a vanishing learning rate the weights stay those of the initial checkpoint.
+    a, b = foveal.models.load(first), foveal.models.load(second)
+    for (k, va), vb in zip(a.state_dict().items(), b.state_dict().values(), strict=True):
+        if "running" not in k and "num_batches" not in k:
+            assert (va - vb).abs().max() < 1e-6, k
+    assert foveal.models.read_meta(second)["init"] == str(first)
+    bad = runner.invoke(app, [*args, "--arch", "resnet18", "--init", str(first), "--out",
+                              str(tmp_path / "c")])  # fmt: skip
+    assert bad.exit_code == 2 and "is a 'shapes-cnn'; this job trains a 'resnet18'" in bad.output

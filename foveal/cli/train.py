@@ -45,6 +45,7 @@ def train_command(
     beta: float = typer.Option(None, help="trades: weight of the KL term [6]"),
     reference: Path = typer.Option(None, help="sip-s: robust reference checkpoint"),
     noise_sd: float = typer.Option(None, help="gaussian: noise level [0.25]"),
+    init: Path = typer.Option(None, help="start from this checkpoint's weights (same arch)"),
 ) -> None:
     """Train a classifier (standard or robust recipe); writes OUT/model.safetensors + json.
 
@@ -67,6 +68,7 @@ def train_command(
     cli_job = {
         "arch": arch, "width": width, "size": size, "n_train": n_train, "n_test": n_test,
         "data_root": str(data_root) if data_root else None,
+        "init": str(init) if init else None,
     }  # fmt: skip
     raw.update({k: v for k, v in cli_job.items() if v is not None})
     recipe = dict(raw.pop("recipe", {}) or {})
