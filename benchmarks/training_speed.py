@@ -65,7 +65,8 @@ def main() -> None:
         ips = args.n / statistics.median(times[name])
         ratio = statistics.median(ratios[name]) if name in ratios else 1.0
         limit = LIMITS.get(name)
-        print(f"{name:<10} {ips:>10.0f} {ratio:>10.2f}x {('<= %gx' % limit) if limit else '':>7}")
+        shown = f"<= {limit:g}x" if limit else ""
+        print(f"{name:<10} {ips:>10.0f} {ratio:>10.2f}x {shown:>7}")
         rows.append({"recipe": name, "images_per_s": ips, "ratio": ratio, "limit": limit,
                      "epoch_s": times[name]})  # fmt: skip
     args.out.mkdir(parents=True, exist_ok=True)

@@ -9,7 +9,9 @@ import typer
 
 from foveal.cli._app import app, fail
 
-smooth_app = typer.Typer(help="Randomized smoothing: certified L2 robustness.", no_args_is_help=True)
+smooth_app = typer.Typer(
+    help="Randomized smoothing: certified L2 robustness.", no_args_is_help=True
+)
 app.add_typer(smooth_app, name="smooth")
 
 
@@ -73,7 +75,6 @@ def certify_command(
                   "abstain_rate": abstain, "predictions": preds, "radii": radii,
                   "labels": labels}  # fmt: skip
         atomic_write_text(out / "certify.json", json.dumps(record, indent=2))
-
 
 
 @smooth_app.command("predict")
