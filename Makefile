@@ -31,13 +31,13 @@ test-slow: $(VENV)/.dev-installed
 	$(PY) -m pytest -q -m slow
 
 lint: $(VENV)/.dev-installed
-	$(VENV)/bin/ruff check foveal tests benchmarks
-	$(VENV)/bin/ruff format --check foveal tests benchmarks
+	$(VENV)/bin/ruff check foveal tests benchmarks scripts
+	$(VENV)/bin/ruff format --check foveal tests benchmarks scripts
 	$(VENV)/bin/mypy
 
 format: $(VENV)/.dev-installed
-	$(VENV)/bin/ruff format foveal tests benchmarks
-	$(VENV)/bin/ruff check --fix foveal tests benchmarks
+	$(VENV)/bin/ruff format foveal tests benchmarks scripts
+	$(VENV)/bin/ruff check --fix foveal tests benchmarks scripts
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache .mypy_cache .ruff_cache

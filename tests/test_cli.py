@@ -121,3 +121,15 @@ def test_train_init_from_a_checkpoint(tmp_path: Path) -> None:
     bad = runner.invoke(app, [*args, "--arch", "resnet18", "--init", str(first), "--out",
                               str(tmp_path / "c")])  # fmt: skip
     assert bad.exit_code == 2 and "is a 'shapes-cnn'; this job trains a 'resnet18'" in bad.output
+
+
+def test_demo_uses_a_cached_model_and_reports_robustness(tmp_path: Path) -> None:
+    model_dir = tmp_path / "shapes-cnn"
+    args = ["train", *TINY, "--epochs", "1", "--out", str(model_dir)]
+    assert runner.invoke(app, args).exit_code == 0
+    result = runner.invoke(app, ["demo", "--out", str(tmp_path)])
+    assert result.exit_code == 0, result.output
+    assert "using the cached model" in result.output
+    assert "shapes test accuracy:" in result.output
+    assert "accuracy under PGD-10 Linf 4/255:" in result.output
+    assert "accuracy under dual 4/255 object + 20/255 background:" in result.output
