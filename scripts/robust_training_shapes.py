@@ -27,7 +27,6 @@ def evaluate(model: torch.nn.Module, data: foveal.data.ArrayDataset, batch: int 
         "PGD-20 Linf 4/255": ("ball", 4 / 255),
         "PGD-20 Linf 8/255": ("ball", 8 / 255),
         "dual 4/255 fg + 20/255 bg": ("dual", (4 / 255, 20 / 255)),
-        "dual 8/255 fg + 40/255 bg": ("dual", (8 / 255, 40 / 255)),
     }
     out = {}
     for name, spec in settings.items():
@@ -52,7 +51,7 @@ def evaluate(model: torch.nn.Module, data: foveal.data.ArrayDataset, batch: int 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("models", nargs="+", help="name=checkpoint_dir")
-    parser.add_argument("--n", type=int, default=1000)
+    parser.add_argument("--n", type=int, default=500)
     parser.add_argument("--out", type=Path)
     args = parser.parse_args()
     torch.set_num_threads(2)
