@@ -18,7 +18,7 @@ $(VENV)/.core-installed: pyproject.toml | $(PY)
 $(VENV)/.dev-installed: $(VENV)/.core-installed
 	$(PIP) -e '.[dev]'
 	# Cross-check references only; --no-deps keeps their outdated pins out of the environment.
-	$(PIP) --no-deps 'torchattacks>=3.5'
+	$(PIP) --no-deps 'torchattacks>=3.5' foolbox eagerpy GitPython gitdb smmap
 	touch $@
 
 demo: $(VENV)/.core-installed

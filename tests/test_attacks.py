@@ -110,9 +110,36 @@ class AttackSpec:
 #: Fast defaults, passed where the constructor accepts them.
 DEFAULT_KWARGS: dict[str, Any] = {"steps": 3, "restarts": 2, "seed": 11, "random_start": True}
 
+#: Random start and restarts for the superpixel attacks (their default start is zero).
+SAI_START: dict[str, Any] = {"random_start": True, "restarts": 2, "seed": 11}
+
 #: Per-attack opt-ins (attacks not listed use DEFAULT_KWARGS and every set).
 SPECS: dict[str, AttackSpec] = {
     "mim": AttackSpec(kwargs={"steps": 3, "mu": 0.9, "restarts": 2, "seed": 3}),
+    # saliency-guided attacks (seeds 000, 001, 004): the SA* family restricts a ball to its own
+    # superpixel subspace (Grad-CAM crop: TinyNet has no GAP head for CAM; S = 3 on 8x8 images)
+    "dual": AttackSpec(kwargs={"steps": 3, "lam": 1.0, "restarts": 2, "seed": 11}),
+    **{
+        name: AttackSpec(
+            kwargs={"steps": steps, "attention": "gradcam", "size": 3.0, **SAI_START},
+            threats=("l2", "linf", "linf-per-sample"),
+        )
+        for name, steps in (("sai-fgm", 3), ("sa-fgm", 1), ("m-sai-fgm", 3))
+    },
+    "perceptual": AttackSpec(kwargs={"steps": 3, "random_start": True, "restarts": 2, "seed": 11}),
+    # strong attacks: minimal-perturbation ones bounded by a few sets (balls, frozen pixels,
+    # regions), the others on every set; few steps / queries keep the cost small
+    "cw": AttackSpec(
+        kwargs={"steps": 4, "search_steps": 2, "initial_const": 1.0},
+        threats=("linf", "l2", "frozen-linf", "dual-l2"),
+    ),
+    "deepfool": AttackSpec(kwargs={"steps": 3}, threats=("linf", "l2", "frozen-linf", "dual-l2")),
+    "jsma": AttackSpec(kwargs={"gamma": 0.05}, threats=("linf", "frozen-linf", "eps-map", "l2")),
+    "apgd-ce": AttackSpec(kwargs={"steps": 4, "restarts": 2, "seed": 11}),
+    "apgd-dlr": AttackSpec(kwargs={"steps": 4, "seed": 11}),
+    "apgd-t": AttackSpec(kwargs={"steps": 3, "n_targets": 2, "seed": 11}),
+    "square": AttackSpec(kwargs={"n_queries": 6, "seed": 11}),
+    "autoattack": AttackSpec(kwargs={"steps": 2, "n_targets": 2, "n_queries": 4, "seed": 11}),
 }
 
 

@@ -13,10 +13,24 @@ Usage (familiar to torchattacks users)::
     curve = sweep(attack, x, y, [1 / 255, 2 / 255, 4 / 255, 8 / 255])
 
 ``ATTACKS`` maps names to classes (``ATTACKS.get("pgd")``); the CLI and the tests use it.
+
+Masked use of any attack needs no new class: restrict it to regions or freeze pixels through
+the set. PGD that never touches the salient pixels of a SIP mask (seed 003), or that perturbs
+only the object::
+
+    from foveal.threats import frozen
+    x_adv = PGD(model, eps=8 / 255)(x, y, threat=frozen(salient, 8 / 255))    # salient fixed
+    x_obj = BIM(model, norm="l2", eps=1.0)(x, y, threat=frozen(1 - obj, 1.0))  # object only
+
+Saliency-guided attacks: :class:`DualPerturbation` (seed 000: eps_F / eps_B and a salience
+term), :class:`SAFGM` / :class:`SAIFGM` / :class:`MSAIFGM` (seed 001: superpixel subspace cropped
+by CAM) and :class:`PerceptualBall` (seed 004: L-BFGS on margin + perceptual loss); see
+``docs/attacks.md``.
 """
 
 from __future__ import annotations
 
+from foveal.attacks.apgd import APGD, APGDDLR, APGDT, DLR
 from foveal.attacks.base import (
     ATTACKS,
     DEFAULT_EPS,
@@ -27,8 +41,13 @@ from foveal.attacks.base import (
     sample_generators,
 )
 from foveal.attacks.bim import BIM
+from foveal.attacks.cw import CW
+from foveal.attacks.deepfool import DeepFool
+from foveal.attacks.dual import DualPerturbation, ExpectationOverNoise, SalienceTerm
+from foveal.attacks.ensemble import AutoAttack
 from foveal.attacks.fgsm import FGSM
 from foveal.attacks.iterative import IterativeAttack
+from foveal.attacks.jsma import JSMA, next_class_target, random_target
 from foveal.attacks.mim import MIM
 from foveal.attacks.objectives import (
     OBJECTIVES,
@@ -42,32 +61,56 @@ from foveal.attacks.objectives import (
     Sum,
     as_objective,
 )
+from foveal.attacks.perceptual import PerceptualBall, perceptual_layers
 from foveal.attacks.pgd import PGD
+from foveal.attacks.sai import MSAIFGM, SAFGM, SAIFGM, SuperpixelAttack, sai_budget
+from foveal.attacks.square import Square
 from foveal.attacks.sweep import SweepResult, sweep
 
 __all__ = [
+    "APGD",
+    "APGDDLR",
+    "APGDT",
     "ATTACKS",
     "BIM",
+    "CW",
     "DEFAULT_EPS",
+    "DLR",
     "FGSM",
+    "JSMA",
     "MIM",
+    "MSAIFGM",
     "OBJECTIVES",
     "PGD",
+    "SAFGM",
+    "SAIFGM",
     "Attack",
     "AttackResult",
+    "AutoAttack",
     "CrossEntropy",
+    "DeepFool",
+    "DualPerturbation",
+    "ExpectationOverNoise",
     "FromCallable",
     "IterativeAttack",
     "Margin",
     "Objective",
     "ObjectiveContext",
     "ObjectiveLike",
+    "PerceptualBall",
     "Problem",
+    "SalienceTerm",
     "Scaled",
+    "Square",
     "Sum",
+    "SuperpixelAttack",
     "SweepResult",
     "as_objective",
     "eval_mode",
+    "next_class_target",
+    "perceptual_layers",
+    "random_target",
+    "sai_budget",
     "sample_generators",
     "sweep",
 ]

@@ -123,6 +123,8 @@ class Problem:
         targeted: whether the attack is targeted.
         threat: the perturbation set bound to ``images``.
         objective: the objective to maximise.
+        spec: the unbound set ``threat`` was bound from (``None`` if unknown); lets an attack
+            re-bind the set to a subset of the batch (``spec.subset(index).bind(...)``).
     """
 
     def __init__(
@@ -134,6 +136,7 @@ class Problem:
         targeted: bool,
         threat: BoundThreat,
         objective: Objective,
+        spec: Threat | None = None,
     ) -> None:
         self.model = model
         self.images = images
@@ -142,6 +145,7 @@ class Problem:
         self.targeted = targeted
         self.threat = threat
         self.objective = objective
+        self.spec = spec
         self._checked = False
 
     def _forward(self, delta: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -178,9 +182,16 @@ class Problem:
 
         Only the input gradient is computed (no parameter gradients are formed or stored).
         """
+        grad, loss, _ = self.gradient_and_logits(delta)
+        return grad, loss
+
+    def gradient_and_logits(
+        self, delta: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Like :meth:`gradient`, also returning the logits (N,K) of the same forward pass."""
         d = delta.detach().requires_grad_(True)
         with torch.enable_grad():
-            loss, _ = self._forward(d)
+            loss, logits = self._forward(d)
             (grad,) = torch.autograd.grad(loss.sum(), d, allow_unused=True)
         if grad is None:
             warnings.warn(
@@ -189,7 +200,7 @@ class Problem:
                 stacklevel=3,
             )
             grad = torch.zeros_like(d)
-        return grad, loss.detach()
+        return grad, loss.detach(), logits.detach()
 
     def evaluate(self, delta: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Per-sample objective and logits at ``images + delta`` (no gradients)."""
@@ -338,7 +349,9 @@ class Attack(abc.ABC):
         if not isinstance(spec, Threat):
             raise TypeError(f"threat must be a foveal.threats.Threat; got {type(spec).__name__}")
         bound = spec.bind(x)
-        problem = Problem(self.model, x, aim, y, target is not None, bound, self.objective)
+        problem = Problem(
+            self.model, x, aim, y, target is not None, bound, self.objective, spec=spec
+        )
         keys = _image_keys(x) if self.random_start else []
         seed = self.seed
         if seed is None:

@@ -6,17 +6,27 @@ Example::
         --steps 20 --out runs/pgd
     foveal attack --model runs/model --attack pgd --threat dual --eps-fg 4/255 --eps-bg 20/255 \\
         --out runs/dual
+    foveal attack --model runs/model --attack dual --eps-fg 4/255 --eps-bg 20/255 --lam 1 \\
+        --out runs/dual-attack
+    foveal attack --model runs/model --attack sai-fgm --delta 4 --phi 0.33 --beta 2 --out runs/sai
+    foveal attack --model runs/model --attack perceptual --eps 8/255 --steps 20 --out runs/pb
 
 The command is driven by two registries: ``foveal.attacks.ATTACKS`` (``--attack``) and
 ``THREAT_BUILDERS`` below (``--threat``: how the perturbation set of a batch is made from the
 batch, e.g. from its foreground masks). Generic options (``--eps``, ``--steps``, ...) and
 ``--param KEY=VALUE`` pairs become keyword arguments of the attack's constructor, checked against
 its signature, so a newly registered attack with its own hyper-parameters needs no CLI change.
+Attacks that build their own perturbation set (``dual``, the ``sa*-fgm`` family) use it unless
+``--threat`` is given; ``--eps`` reaches them only when given. ``-p mask_source=ground-truth``
+passes the dataset's masks to an attack whose ``run`` takes ``masks=`` (the dual attack).
 
 Outputs in ``--out``: ``adversarial.safetensors`` (adversarial images as float32, labels, clean
-and adversarial predictions, success, dataset indices; the summary in the header metadata) and
+and adversarial predictions, success, dataset indices; the summary in the header metadata),
 ``summary.json`` (clean and robust accuracy, success rate, mean/max perturbation norm per region,
-the attack's configuration and the throughput).
+the attack's configuration and the throughput) and ``grid.png`` (up to 8 images in columns; rows:
+original, adversarial, perturbation magnified to the full range, and the attack's mask — the
+dual attack's foreground, the SA* attention crop, else the dataset mask or the normalised
+perturbation magnitude).
 """
 
 from __future__ import annotations
@@ -78,6 +88,15 @@ def _dual(batch: Mapping[str, torch.Tensor], o: ThreatOptions) -> Any:
     return dual(_need_mask(batch, "dual"), o.eps_fg, o.eps_bg, o.norm)
 
 
+@THREAT_BUILDERS.register(
+    "box", help="the box [0,1] only (minimal-perturbation attacks: cw, deepfool, jsma)"
+)
+def _box(batch: Mapping[str, torch.Tensor], o: ThreatOptions) -> Any:
+    from foveal.attacks._common import box_threat
+
+    return box_threat(batch["image"], o.norm)
+
+
 @THREAT_BUILDERS.register("frozen", help="--eps everywhere except the foreground, which is frozen")
 def _frozen(batch: Mapping[str, torch.Tensor], o: ThreatOptions) -> Any:
     from foveal.threats import frozen
@@ -135,12 +154,18 @@ def attack_command(
     n: int = typer.Option(512, help="number of images to attack"),
     size: int = typer.Option(None, help="image side in pixels (default: the checkpoint's)"),
     data_root: Path = typer.Option(None, help="local root of a real dataset"),
-    attack: str = typer.Option("pgd", help="attack name (fgsm, bim, mim, pgd, ...)"),
-    threat: str = typer.Option("ball", help="perturbation set: ball | dual | frozen"),
+    attack: str = typer.Option("pgd", help="attack name (pgd, apgd-ce, cw, autoattack, ...)"),
+    threat: str = typer.Option(
+        None, help="perturbation set: ball | dual | frozen | box [default: the attack's own]"
+    ),
     norm: str = typer.Option("linf", help="linf | l2"),
     eps: str = typer.Option(None, help="budget, e.g. 8/255 [default: 8/255 linf, 0.5 l2]"),
-    eps_fg: str = typer.Option(None, help="foreground budget for --threat dual"),
-    eps_bg: str = typer.Option(None, help="background budget for --threat dual"),
+    eps_fg: str = typer.Option(None, help="foreground budget (--threat dual, --attack dual)"),
+    eps_bg: str = typer.Option(None, help="background budget (--threat dual, --attack dual)"),
+    lam: str = typer.Option(None, help="salience weight lambda (--attack dual)"),
+    delta: str = typer.Option(None, help="budget in 0-255 units, eps = delta*sqrt(N) (sa*-fgm)"),
+    phi: str = typer.Option(None, help="attention binarisation factor in [0,1] (sa*-fgm)"),
+    beta: str = typer.Option(None, help="superpixel merge threshold, 0-255 units (sa*-fgm)"),
     steps: int = typer.Option(None, help="iterations (iterative attacks)"),
     alpha: str = typer.Option(None, help="absolute step size, e.g. 2/255"),
     rel_alpha: str = typer.Option(None, help="step size relative to the budget"),
@@ -171,7 +196,7 @@ def attack_command(
         eps_value = _fraction(eps, "--eps")
         if eps_value is None:
             eps_value = DEFAULT_EPS[norm_name]
-        builder = THREAT_BUILDERS.get(threat)
+        builder = None if threat is None else THREAT_BUILDERS.get(threat)
         options = ThreatOptions(
             norm=norm_name,
             eps=eps_value,
@@ -179,8 +204,22 @@ def attack_command(
             eps_bg=_fraction(eps_bg, "--eps-bg"),
         )
         cls = ATTACKS.get(attack)
-        given: dict[str, Any] = {"eps": eps_value, "norm": norm_name, "seed": seed}
+        accepted = inspect.signature(cls).parameters
+        own_budget = "delta" in accepted or "eps_fg" in accepted
+        given: dict[str, Any] = {"seed": seed}
+        if "norm" in accepted:
+            given["norm"] = norm_name
+        if eps is not None or ("eps" in accepted and not own_budget):
+            given["eps"] = eps_value
+        if "eps_fg" in accepted:
+            for key, budget in (("eps_fg", options.eps_fg), ("eps_bg", options.eps_bg)):
+                if budget is not None:
+                    given[key] = budget
         for key, value in (
+            ("lam", _fraction(lam, "--lam")),
+            ("delta", _fraction(delta, "--delta")),
+            ("phi", _fraction(phi, "--phi")),
+            ("beta", _fraction(beta, "--beta")),
             ("steps", steps),
             ("alpha", _fraction(alpha, "--alpha")),
             ("rel_alpha", _fraction(rel_alpha, "--rel-alpha")),
@@ -212,11 +251,18 @@ def attack_command(
         dataset = foveal.data.load(data, split=split, n=n, size=size, root=data_root)
         kwargs = _attack_kwargs(cls, given)
         attacker = cls(net, **kwargs)
+        want_masks = kwargs.get("mask_source") == "ground-truth"
+        if want_masks and not dataset.has_masks:
+            raise ValueError(
+                f"mask_source='ground-truth' needs a dataset with masks; {data!r} has none "
+                "(use mask_source=fixation, or data with masks such as shapes)"
+            )
     except (ValueError, TypeError) as exc:
         fail(str(exc))
         return
 
     total = len(dataset)
+    grid_rows: list[torch.Tensor] = []
     classes = int(meta.get("num_classes") or dataset.num_classes)
     parts: dict[str, list[torch.Tensor]] = {
         k: [] for k in ("adversarial", "labels", "clean_predictions", "predictions", "success")
@@ -230,9 +276,12 @@ def attack_command(
         y = batch["label"].to(device)
         target = (y + target_offset) % classes if target_offset % classes else None
         try:
-            batch_threat = builder(batch, options)
+            batch_threat = None if builder is None else builder(batch, options)
+            extra = {"masks": batch["mask"].to(device)} if want_masks else {}
             clean = attacker.predict(x)
-            result = attacker.run(x, y, target=target, threat=batch_threat)
+            result = attacker.run(x, y, target=target, threat=batch_threat, **extra)
+            if lo == 0:
+                grid_rows = _grid_rows(attacker, x, result.adversarial, batch, extra)
         except (ValueError, TypeError) as exc:
             bar.close()
             fail(str(exc))
@@ -255,7 +304,7 @@ def attack_command(
         "data": {"name": data, "split": split, "n": total, "size": dataset.image_shape[-1]},
         "attack": attacker.config(),
         "threat": {
-            "name": threat,
+            "name": threat or "attack default",
             "norm": norm_name,
             "eps": eps_value,
             "eps_fg": options.eps_fg,
@@ -283,8 +332,64 @@ def attack_command(
             {k: v.contiguous() for k, v in tensors.items()}, str(tmp), metadata={"foveal": text}
         )
     atomic_write_text(out / "summary.json", text + "\n")
+    if grid_rows:
+        _write_grid(grid_rows, out / "grid.png")
     typer.echo(
         f"clean accuracy {summary['clean_accuracy']:.4f}  robust accuracy "
         f"{summary['robust_accuracy']:.4f}  success rate {summary['success_rate']:.4f}  "
         f"({total} images, {seconds:.1f} s) -> {out}"
     )
+
+
+GRID_IMAGES = 8
+
+
+def _grid_rows(
+    attacker: Any,
+    x: torch.Tensor,
+    adversarial: torch.Tensor,
+    batch: Mapping[str, torch.Tensor],
+    extra: Mapping[str, torch.Tensor],
+) -> list[torch.Tensor]:
+    """Rows of the image grid: original, adversarial, magnified perturbation, mask (3 channels)."""
+    k = min(GRID_IMAGES, x.shape[0])
+    x, adv = x[:k].detach(), adversarial[:k].detach()
+    diff = adv - x
+    scale = diff.abs().flatten(1).amax(1).clamp_min(1e-12).view(-1, 1, 1, 1)
+    magnified = (0.5 + 0.5 * diff / scale).clamp(0, 1)
+    mask: torch.Tensor | None = None
+    masks = extra.get("masks")
+    if hasattr(attacker, "foreground"):
+        mask = attacker.foreground(x, None if masks is None else masks[:k])
+    elif hasattr(attacker, "crop"):
+        mask = attacker.crop(x)
+    elif batch.get("mask") is not None:
+        mask = batch["mask"][:k].to(x.device)
+    if mask is None:
+        from foveal.saliency import normalize_maps, perturbation_magnitude
+
+        mask = normalize_maps(perturbation_magnitude(x, adv))
+    mask = mask.amax(1, keepdim=True).to(x.dtype)
+
+    def rgb(t: torch.Tensor) -> torch.Tensor:
+        t = t.float().cpu()
+        return t.expand(-1, 3, -1, -1) if t.shape[1] == 1 else t[:, :3]
+
+    return [rgb(x), rgb(adv), rgb(magnified), rgb(mask)]
+
+
+def _write_grid(rows: list[torch.Tensor], path: Path, pad: int = 2) -> None:
+    """Save rows of (k,3,H,W) images in [0,1] as one PNG (k columns, one row per tensor)."""
+    from PIL import Image
+
+    from foveal.io import atomic_path
+
+    k, _, h, w = rows[0].shape
+    canvas = torch.ones(3, len(rows) * (h + pad) + pad, k * (w + pad) + pad)
+    for r, row in enumerate(rows):
+        for c in range(k):
+            top, left = pad + r * (h + pad), pad + c * (w + pad)
+            canvas[:, top : top + h, left : left + w] = row[c]
+    array = (canvas.clamp(0, 1) * 255).round().to(torch.uint8).permute(1, 2, 0).numpy()
+    with atomic_path(path) as tmp:
+        Image.fromarray(array).save(str(tmp), format="PNG")

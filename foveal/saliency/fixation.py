@@ -120,9 +120,10 @@ def spectral_residual(
     if resolution < 4:
         raise ValueError(f"resolution must be >= 4; got {resolution}")
     h, w = images.shape[2:]
-    grey = _to_grey(images.float()) * 255.0
+    # Computed in the images' precision (float32 for float32 or lower, float64 for float64).
+    grey = _to_grey(images if images.dtype == torch.float64 else images.float()) * 255.0
     small = F.interpolate(grey, size=(resolution, resolution), mode="bilinear", align_corners=False)
-    spec = torch.fft.fft2(small.squeeze(1).double())
+    spec = torch.fft.fft2(small.squeeze(1))
     mag = torch.sqrt(spec.real**2 + spec.imag**2 + eps**2)
     log_amp = torch.log(mag)
     smooth = F.avg_pool2d(
@@ -132,7 +133,7 @@ def spectral_residual(
     back = torch.fft.ifft2(new_spec)
     sal = torch.sqrt(back.real**2 + back.imag**2 + eps**2).unsqueeze(1)
     sal = gaussian_blur(sal, blur_sigma, size=blur_size)
-    sal = (sal**2).float()
+    sal = sal**2
     sal = sal / sal.amax(dim=(2, 3), keepdim=True).clamp_min(1e-30)
     big = F.interpolate(sal, size=(h, w), mode="bilinear", align_corners=False).clamp_min(0.0)
     return big / big.sum(dim=(2, 3), keepdim=True).clamp_min(1e-30)

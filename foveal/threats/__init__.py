@@ -8,8 +8,9 @@ the geometry for that batch (see :mod:`foveal.threats.base` for why binding is e
 
 Sets: :class:`Linf`, :class:`L2`, :class:`RegionBudget` (with :func:`dual` for the
 foreground/background set of seed 000 and :func:`frozen` for SIP-AT's frozen salient pixels) and
-:class:`EpsMap` (PART's per-pixel budget). Every set is intersected with the box
-``0 <= x + delta <= 1`` and projected onto exactly.
+:class:`EpsMap` (PART's per-pixel budget) and :class:`Superpixel` (seed 001's superpixel
+subspace: delta constant per superpixel, zero outside a crop, in an L2 or Linf ball). Every set
+is intersected with the box ``0 <= x + delta <= 1`` and projected onto exactly.
 
 Adding a set (e.g. a superpixel subspace, delta constant per superpixel): subclass
 :class:`Threat` (validation, ``bind``, ``subset``) and :class:`BoundThreat` (``sample``,
@@ -42,17 +43,20 @@ from foveal.threats.sets import (
     frozen,
     parse_norm,
 )
+from foveal.threats.superpixel import BoundSuperpixel, Superpixel
 
 __all__ = [
     "L2",
     "BoundL2Regions",
     "BoundLinfMap",
+    "BoundSuperpixel",
     "BoundThreat",
     "EpsLike",
     "EpsMap",
     "GeneratorLike",
     "Linf",
     "RegionBudget",
+    "Superpixel",
     "Threat",
     "ball",
     "draw",
