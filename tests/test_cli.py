@@ -92,7 +92,15 @@ def test_ctrl_c_saves_and_resume_finishes(tmp_path: Path) -> None:
     cmd = [sys.executable, "-m", "foveal", "train", "--n-train", "2000", "--n-test", "32",
            "--width", "4", "--batch-size", "16", "--epochs", "2", "--out", str(out)]  # fmt: skip
     env = dict(os.environ, PYTHONUNBUFFERED="1")
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env)
+    # A shell running this suite in the background may have SIGINT ignored, and the child would
+    # inherit that: restore the default so that Python turns the signal into KeyboardInterrupt.
+    proc = subprocess.Popen(
+        cmd,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        env=env,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+    )
     deadline = time.time() + 120
     while not (out / "train_state.safetensors").exists() and time.time() < deadline:
         time.sleep(0.2)  # the first epoch has ended
