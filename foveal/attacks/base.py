@@ -329,7 +329,6 @@ class Attack(abc.ABC):
         The engine projects the returned perturbation onto the set again, so an algorithm
         cannot leave the set; it may modify ``delta`` in place.
         """
-        raise NotImplementedError
 
     # ------------------------------------------------------------------ engine
     def _execute(

@@ -72,7 +72,6 @@ class Objective(abc.ABC):
     @abc.abstractmethod
     def __call__(self, ctx: ObjectiveContext) -> torch.Tensor:
         """Per-sample values (N,) to maximise."""
-        raise NotImplementedError
 
     def __add__(self, other: ObjectiveLike) -> Sum:
         return Sum((self, as_objective(other)))

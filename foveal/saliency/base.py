@@ -165,7 +165,6 @@ class SaliencyMethod(abc.ABC):
     @abc.abstractmethod
     def _compute(self, images: torch.Tensor, target: torch.Tensor | None) -> torch.Tensor:
         """Return (N,1,H,W) non-negative maps; ``target`` is (N,) int64 or None."""
-        raise NotImplementedError
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}()"

@@ -75,7 +75,6 @@ class _CaptumMethod(SaliencyMethod):
     @abc.abstractmethod
     def _attribute(self, images: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         """Signed or absolute attributions (N,C,H,W) of ``images`` (which require grad)."""
-        raise NotImplementedError
 
     def _compute(self, images: torch.Tensor, target: torch.Tensor | None) -> torch.Tensor:
         assert target is not None

@@ -242,7 +242,6 @@ class Masker(abc.ABC):
     @abc.abstractmethod
     def mask(self, maps: torch.Tensor) -> torch.Tensor:
         """The {0,1} foreground mask of ``maps``."""
-        raise NotImplementedError
 
 
 @MASKERS.register("half-range", help="seed 000: s > 0.5 (s_min + s_max) per image")

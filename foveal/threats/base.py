@@ -94,12 +94,10 @@ class BoundThreat(abc.ABC):
     @abc.abstractmethod
     def sample(self, generator: GeneratorLike = None) -> torch.Tensor:
         """A random member of the set (N,C,H,W) (uniform in each ball, then projected)."""
-        raise NotImplementedError
 
     @abc.abstractmethod
     def project_(self, delta: torch.Tensor) -> torch.Tensor:
         """Project ``delta`` onto the set in place (where possible) and return it."""
-        raise NotImplementedError
 
     def project(self, delta: torch.Tensor) -> torch.Tensor:
         """The Euclidean projection of ``delta`` onto the set; ``delta`` is not modified."""
@@ -113,22 +111,18 @@ class BoundThreat(abc.ABC):
         The set's support (budget > 0, or the region's mask) is applied to ``grad`` before it
         is normalised.
         """
-        raise NotImplementedError
 
     @abc.abstractmethod
     def mask_gradient(self, grad: torch.Tensor) -> torch.Tensor:
         """``grad`` with the entries that cannot move (zero budget) set to zero."""
-        raise NotImplementedError
 
     @abc.abstractmethod
     def norms(self, delta: torch.Tensor) -> dict[str, torch.Tensor]:
         """The size of ``delta`` in each region, in the set's norm: ``{region: (N,)}``."""
-        raise NotImplementedError
 
     @abc.abstractmethod
     def _within_budget(self, delta: torch.Tensor, atol: float) -> torch.Tensor:
         """Per-sample (N,) bool: the budget part of :meth:`contains`."""
-        raise NotImplementedError
 
     def contains(self, delta: torch.Tensor, atol: float = 1e-6) -> torch.Tensor:
         """Per-sample membership (N,) bool: finite, within budget (+atol) and in the box (+-atol).
@@ -169,9 +163,7 @@ class Threat(abc.ABC):
     @abc.abstractmethod
     def bind(self, x: torch.Tensor) -> BoundThreat:
         """Check this set against images ``x`` (N,C,H,W) in [0,1] and return its geometry."""
-        raise NotImplementedError
 
     @abc.abstractmethod
     def subset(self, index: torch.Tensor | Sequence[int] | slice) -> Threat:
         """The same set for the samples ``index`` of the batch (per-sample tensors sliced)."""
-        raise NotImplementedError
