@@ -41,6 +41,7 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 from torch import nn
 
+from foveal._modes import eval_mode
 from foveal.data.base import ArrayDataset
 from foveal.io import append_jsonl, atomic_path, read_jsonl
 
@@ -126,14 +127,13 @@ StandardRecipe = Recipe
 @torch.no_grad()
 def accuracy(model: nn.Module, data: ArrayDataset, *, batch_size: int = 512) -> float:
     """Clean accuracy of ``model`` on ``data`` (eval mode, restored afterwards)."""
-    was = model.training
-    model.eval()
     device = next(model.parameters()).device
     correct = 0
-    for start in range(0, len(data), batch_size):
-        b = data.batch(slice(start, start + batch_size))
-        correct += int((model(b["image"].to(device)).argmax(1) == b["label"].to(device)).sum())
-    model.train(was)
+    with eval_mode(model):
+        for start in range(0, len(data), batch_size):
+            b = data.batch(slice(start, start + batch_size))
+            logits = model(b["image"].to(device))
+            correct += int((logits.argmax(1) == b["label"].to(device)).sum())
     return correct / max(len(data), 1)
 
 

@@ -26,14 +26,13 @@ import abc
 import hashlib
 import math
 import warnings
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any, ClassVar, cast
 
 import torch
 from torch import nn
 
+from foveal._modes import eval_mode
 from foveal._validation import check_eps, check_images, check_labels
 from foveal.attacks.objectives import Objective, ObjectiveContext, ObjectiveLike, as_objective
 from foveal.registry import Registry
@@ -78,18 +77,6 @@ class AttackResult:
     def success_rate(self) -> float:
         """Fraction of samples on which the attack succeeded."""
         return float(self.success.float().mean()) if self.success.numel() else math.nan
-
-
-@contextmanager
-def eval_mode(model: nn.Module) -> Iterator[nn.Module]:
-    """Put ``model`` in eval mode; restore each sub-module's own mode on exit (also on errors)."""
-    modes = [(m, m.training) for m in model.modules()]
-    model.eval()
-    try:
-        yield model
-    finally:
-        for m, training in modes:
-            m.training = training
 
 
 def _image_keys(images: torch.Tensor) -> list[bytes]:

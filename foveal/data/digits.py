@@ -10,6 +10,7 @@ import numpy as np
 import torch
 
 from foveal.data import DATASETS, ArrayDataset, DatasetInfo
+from foveal.metrics.localization import boxes_from_masks
 
 TRAIN_SIZE = 4000
 
@@ -22,24 +23,6 @@ def _split_indices(labels: np.ndarray, seed: int) -> tuple[np.ndarray, np.ndarra
         idx, train_size=TRAIN_SIZE, stratify=labels, random_state=seed, shuffle=True
     )
     return np.sort(train), np.sort(test)
-
-
-def boxes_from_masks(masks: torch.Tensor) -> torch.Tensor:
-    """Tight boxes (x0, y0, x1, y1), x1/y1 exclusive, of (N,1,H,W) masks; empty -> zeros."""
-    m = masks.bool().any(1) if masks.ndim == 4 else masks.bool()
-    n, h, w = m.shape
-    rows, cols = m.any(dim=2), m.any(dim=1)
-    ar_h = torch.arange(h).expand(n, h)
-    ar_w = torch.arange(w).expand(n, w)
-    big = max(h, w) + 1
-    y0 = torch.where(rows, ar_h, big).min(1).values
-    y1 = torch.where(rows, ar_h, -1).max(1).values + 1
-    x0 = torch.where(cols, ar_w, big).min(1).values
-    x1 = torch.where(cols, ar_w, -1).max(1).values + 1
-    boxes = torch.stack([x0, y0, x1, y1], 1)
-    empty = ~rows.any(1)
-    boxes[empty] = 0
-    return boxes.long()
 
 
 def _load_digits(
@@ -64,7 +47,7 @@ def _load_digits(
         images,
         torch.from_numpy(y[idx]),
         masks=masks,
-        boxes=boxes_from_masks(masks),
+        boxes=boxes_from_masks(masks, mode="all"),
         classes=[str(i) for i in range(10)],
         name="digits",
         meta={"split": split, "seed": seed},

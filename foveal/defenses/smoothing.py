@@ -26,6 +26,7 @@ from scipy.stats import beta as beta_dist
 from scipy.stats import binomtest, norm
 from torch import nn
 
+from foveal._modes import eval_mode
 from foveal._validation import check_eps, check_images, check_probability
 from foveal.training import Recipe
 
@@ -76,11 +77,9 @@ class Smooth(nn.Module):
         check_images(x, "x")
         if n < 1:
             raise ValueError(f"n must be >= 1; got {n}")
-        was = self.model.training
-        self.model.eval()
         gen = self._generator(x.device)
         out: torch.Tensor | None = None
-        try:
+        with eval_mode(self.model):
             for i in range(x.shape[0]):
                 left = n
                 while left > 0:
@@ -94,8 +93,6 @@ class Smooth(nn.Module):
                         out = torch.zeros(x.shape[0], k, dtype=torch.long, device=x.device)
                     out[i] += torch.bincount(pred, minlength=out.shape[1])
                     left -= m
-        finally:
-            self.model.train(was)
         assert out is not None
         return out
 

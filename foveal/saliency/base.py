@@ -13,13 +13,12 @@ This module is written by hand: it is the glue between foveal's conventions (pix
 from __future__ import annotations
 
 import abc
-from collections.abc import Iterator
-from contextlib import contextmanager
 from typing import Any, ClassVar
 
 import torch
 from torch import nn
 
+from foveal._modes import eval_mode
 from foveal._validation import check_images, check_labels
 from foveal.registry import Registry
 
@@ -34,20 +33,6 @@ __all__ = [
 
 #: Registry of saliency methods: name -> class (drives the CLI, the tests and the docs).
 METHODS: Registry[type[SaliencyMethod]] = Registry("saliency method")
-
-
-@contextmanager
-def eval_mode(model: nn.Module | None) -> Iterator[None]:
-    """Put ``model`` in eval mode for the block and restore its previous mode afterwards."""
-    if model is None:
-        yield
-        return
-    was_training = model.training
-    model.eval()
-    try:
-        yield
-    finally:
-        model.train(was_training)
 
 
 def resolve_target(
