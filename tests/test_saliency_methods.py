@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 import foveal
@@ -28,6 +29,7 @@ from foveal.saliency import (
     perturbation_magnitude,
     spectral_residual,
 )
+from foveal.saliency.fixation import gaussian_blur
 
 
 class TinyNet(nn.Module):
@@ -222,6 +224,46 @@ def test_spectral_residual_density_and_gradient() -> None:
     detached = SpectralResidual()(x)
     assert not detached.requires_grad
     torch.testing.assert_close(detached, d.detach())
+
+
+def _spectral_residual_reference(images: torch.Tensor, resolution: int) -> torch.Tensor:
+    """The spectral residual written stage by stage with torch ops (autograd gradient)."""
+    grey = (images * torch.tensor([0.299, 0.587, 0.114], dtype=images.dtype).view(1, 3, 1, 1)).sum(
+        1, keepdim=True
+    ) * 255.0
+    small = F.interpolate(grey, size=(resolution,) * 2, mode="bilinear", align_corners=False)
+    spec = torch.fft.fft2(small[:, 0])
+    mag = torch.sqrt(spec.real**2 + spec.imag**2 + 1e-16)
+    log_amp = torch.log(mag)
+    smooth = F.avg_pool2d(F.pad(log_amp[:, None], (1, 1, 1, 1), mode="reflect"), 3, stride=1)
+    back = torch.fft.ifft2(spec * torch.exp(log_amp - smooth[:, 0]) / mag)
+    sal = torch.sqrt(back.real**2 + back.imag**2 + 1e-16)[:, None]
+    sal = gaussian_blur(sal, 8.0, size=5) ** 2
+    sal = sal / sal.amax(dim=(2, 3), keepdim=True)
+    big = F.interpolate(sal, size=images.shape[2:], mode="bilinear", align_corners=False)
+    return big / big.sum(dim=(2, 3), keepdim=True)
+
+
+@pytest.mark.parametrize(("size", "resolution"), [(32, 64), (28, 64), (20, 16)])
+def test_spectral_residual_matches_stagewise_reference_and_gradient(
+    size: int, resolution: int
+) -> None:
+    # The fast path (cached matrices, written-out backward) is the same function as the
+    # stage-by-stage version, and so is its gradient.
+    gen = torch.Generator().manual_seed(size)
+    x = torch.rand(3, 3, size, size + 4, generator=gen, dtype=torch.float64, requires_grad=True)
+    weights = torch.rand(3, 1, size, size + 4, generator=gen, dtype=torch.float64)
+    ours = spectral_residual(x, resolution=resolution)
+    ref = _spectral_residual_reference(x, resolution)
+    torch.testing.assert_close(ours, ref, rtol=1e-9, atol=1e-12)
+    (g_ours,) = torch.autograd.grad((ours * weights).sum(), x)
+    (g_ref,) = torch.autograd.grad((ref * weights).sum(), x)
+    torch.testing.assert_close(g_ours, g_ref, rtol=1e-7, atol=1e-9 * float(g_ref.abs().max()))
+
+
+def test_spectral_residual_gradcheck() -> None:
+    x = torch.rand(2, 3, 10, 12, dtype=torch.float64, requires_grad=True)
+    assert torch.autograd.gradcheck(lambda t: spectral_residual(t, resolution=8), (x,))
 
 
 def test_spectral_residual_matches_opencv() -> None:

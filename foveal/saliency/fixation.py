@@ -18,8 +18,10 @@ Both return maps (N,1,H,W) that are non-negative and sum to 1 per image.
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Callable
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -122,21 +124,145 @@ def spectral_residual(
     h, w = images.shape[2:]
     # Computed in the images' precision (float32 for float32 or lower, float64 for float64).
     grey = _to_grey(images if images.dtype == torch.float64 else images.float()) * 255.0
-    small = F.interpolate(grey, size=(resolution, resolution), mode="bilinear", align_corners=False)
-    spec = torch.fft.fft2(small.squeeze(1))
-    mag = torch.sqrt(spec.real**2 + spec.imag**2 + eps**2)
-    log_amp = torch.log(mag)
-    smooth = F.avg_pool2d(
-        F.pad(log_amp.unsqueeze(1), (1, 1, 1, 1), mode="reflect"), 3, stride=1
-    ).squeeze(1)
-    new_spec = spec * (torch.exp(log_amp - smooth) / mag)
-    back = torch.fft.ifft2(new_spec)
-    sal = torch.sqrt(back.real**2 + back.imag**2 + eps**2).unsqueeze(1)
-    sal = gaussian_blur(sal, blur_sigma, size=blur_size)
-    sal = sal**2
-    sal = sal / sal.amax(dim=(2, 3), keepdim=True).clamp_min(1e-30)
-    big = F.interpolate(sal, size=(h, w), mode="bilinear", align_corners=False).clamp_min(0.0)
-    return big / big.sum(dim=(2, 3), keepdim=True).clamp_min(1e-30)
+    dtype, device = grey.dtype, grey.device
+    # Every linear, separable stage (the two bilinear resizes, the 3x3 mean with reflected
+    # borders, the Gaussian blur) is applied as a pair of small cached matrices: two matrix
+    # products per stage instead of convolutions on one-channel maps (which dominated the
+    # cost, about 60%, on 64x64 grids).
+    down_h = _resize_matrix(h, resolution, dtype, device)
+    down_w = _resize_matrix(w, resolution, dtype, device)
+    small = down_h @ grey.squeeze(1) @ down_w.T
+    box = _box3_matrix(resolution, dtype, device)
+    blur = _blur_matrix(resolution, blur_sigma, blur_size, dtype, device)
+    up_h = _resize_matrix(resolution, h, dtype, device)
+    up_w = _resize_matrix(resolution, w, dtype, device)
+    return _SpectralCore.apply(small, box, blur, up_h, up_w, eps).unsqueeze(1)
+
+
+class _SpectralCore(torch.autograd.Function):
+    """Grid (N,R,R) -> density (N,h,w): the non-linear middle of the spectral residual.
+
+    Forward: ``F = fft2(s)``; ``L = log sqrt(|F|^2 + eps^2)``; ``w = exp(-box L box^T)`` (the
+    residual ``exp(L - mean3x3(L)) F / |F|`` equals ``F w``: the amplitude cancels);
+    ``b = ifft2(F w)``; ``a = sqrt(|b|^2 + eps^2)``; ``q = (blur a blur^T)^2``; ``v = up q up^T``;
+    ``d = v / sum(v)``. Every linear separable stage is a pair of small matrices.
+
+    The backward is written out (real adjoints of each stage; the DFT's adjoint is ``R^2``
+    times its inverse) because autograd's generic complex backward costs about three times the
+    forward here, and the dual-perturbation attack evaluates this at every step. Checked
+    against finite differences in the tests (``torch.autograd.gradcheck``).
+    """
+
+    @staticmethod
+    def forward(
+        ctx: Any,
+        small: torch.Tensor,
+        box: torch.Tensor,
+        blur: torch.Tensor,
+        up_h: torch.Tensor,
+        up_w: torch.Tensor,
+        eps: float,
+    ) -> torch.Tensor:
+        spec = torch.fft.fft2(small)
+        power = (spec * spec.conj()).real.add(eps**2)
+        weight = torch.exp(-(box @ (0.5 * torch.log(power)) @ box.T))
+        back = torch.fft.ifft2(spec * weight)
+        amp = (back * back.conj()).real.add(eps**2).sqrt_()
+        blurred = blur @ amp @ blur.T
+        sal = blurred.square()
+        # Dividing by the maximum keeps the numbers in range; the division by the sum below
+        # cancels it, so it is a constant for the gradient.
+        scale = sal.amax(dim=(1, 2), keepdim=True).clamp_min(1e-30)
+        big = up_h @ (sal / scale) @ up_w.T
+        total = big.sum(dim=(1, 2), keepdim=True).clamp_min(1e-30)
+        out = big / total
+        ctx.save_for_backward(spec, power, weight, back, amp, blurred, scale, total, out)
+        ctx.mats = (box, blur, up_h, up_w)
+        return out
+
+    @staticmethod
+    @torch.autograd.function.once_differentiable
+    def backward(ctx: Any, grad_out: torch.Tensor) -> tuple[torch.Tensor | None, ...]:
+        spec, power, weight, back, amp, blurred, scale, total, out = ctx.saved_tensors
+        box, blur, up_h, up_w = ctx.mats
+        r2 = spec.shape[-1] * spec.shape[-2]
+        # Complex operations cost several times their real counterparts here, so every
+        # constant factor is folded into a real tensor before it meets a complex one.
+        g_big = grad_out - (grad_out * out).sum(dim=(1, 2), keepdim=True)
+        g_sal = up_h.T @ g_big @ up_w
+        g_amp = blur.T @ (blurred * g_sal) @ blur
+        g_y = torch.fft.fft2(back * (g_amp * (2.0 / r2) / (amp * total * scale)))
+        g_log = box.T @ (-(g_y * spec.conj()).real * weight) @ box
+        g_spec = g_y * weight + spec * (g_log / power)
+        g_small = torch.fft.ifft2(g_spec).real * r2
+        return g_small, None, None, None, None, None
+
+
+def _operator_matrix(
+    n: int, apply: Callable[[torch.Tensor], torch.Tensor], dtype: torch.dtype, device: torch.device
+) -> torch.Tensor:
+    """The (m, n) matrix of a linear 1-D operator, by applying it to the identity's rows."""
+    return apply(torch.eye(n, dtype=torch.float64).view(n, 1, 1, n))[:, 0, 0, :].T.to(
+        device=device, dtype=dtype
+    )
+
+
+@functools.lru_cache(maxsize=64)
+def _resize_matrix_cpu64(n_in: int, n_out: int) -> torch.Tensor:
+    return _operator_matrix(
+        n_in,
+        lambda e: F.interpolate(e, size=(1, n_out), mode="bilinear", align_corners=False),
+        torch.float64,
+        torch.device("cpu"),
+    )
+
+
+@functools.lru_cache(maxsize=64)
+def _box3_matrix_cpu64(n: int) -> torch.Tensor:
+    def box(e: torch.Tensor) -> torch.Tensor:
+        return F.avg_pool1d(F.pad(e[:, :, 0], (1, 1), mode="reflect"), 3, stride=1).unsqueeze(2)
+
+    return _operator_matrix(n, box, torch.float64, torch.device("cpu"))
+
+
+@functools.lru_cache(maxsize=64)
+def _blur_matrix_cpu64(n: int, sigma: float, size: int) -> torch.Tensor:
+    def blur(e: torch.Tensor) -> torch.Tensor:
+        # A (n, 1, n, 1) column layout blurs along the height, which is the 1-D operator.
+        return gaussian_blur(e.transpose(2, 3), sigma, size=size).transpose(2, 3)
+
+    return _operator_matrix(n, blur, torch.float64, torch.device("cpu"))
+
+
+_DEVICE_CACHE: dict[tuple[object, ...], torch.Tensor] = {}
+
+
+def _cached(key: tuple[object, ...], make: Callable[[], torch.Tensor]) -> torch.Tensor:
+    mat = _DEVICE_CACHE.get(key)
+    if mat is None:
+        if len(_DEVICE_CACHE) > 256:
+            _DEVICE_CACHE.clear()
+        mat = _DEVICE_CACHE[key] = make()
+    return mat
+
+
+def _resize_matrix(n_in: int, n_out: int, dtype: torch.dtype, device: torch.device) -> torch.Tensor:
+    key = ("resize", n_in, n_out, dtype, str(device))
+    return _cached(key, lambda: _resize_matrix_cpu64(n_in, n_out).to(device=device, dtype=dtype))
+
+
+def _box3_matrix(n: int, dtype: torch.dtype, device: torch.device) -> torch.Tensor:
+    key = ("box3", n, dtype, str(device))
+    return _cached(key, lambda: _box3_matrix_cpu64(n).to(device=device, dtype=dtype))
+
+
+def _blur_matrix(
+    n: int, sigma: float, size: int, dtype: torch.dtype, device: torch.device
+) -> torch.Tensor:
+    key = ("blur", n, float(sigma), int(size), dtype, str(device))
+    return _cached(
+        key, lambda: _blur_matrix_cpu64(n, float(sigma), int(size)).to(device=device, dtype=dtype)
+    )
 
 
 @METHODS.register("spectral-residual", help="spectral-residual fixation density (Hou & Zhang)")
