@@ -94,14 +94,26 @@ class SalienceTerm(Objective):
     def __init__(self, foreground: torch.Tensor, *, density: Density | None = None) -> None:
         if not isinstance(foreground, torch.Tensor):
             raise TypeError(f"foreground must be a torch.Tensor; got {type(foreground).__name__}")
+        if foreground.ndim != 4:
+            raise ValueError(
+                f"foreground must have shape (N,1|C,H,W); got {tuple(foreground.shape)}"
+            )
+        if bool(((foreground != 0) & (foreground != 1)).any()):
+            raise ValueError("foreground must be binary (0/1)")
         self.foreground = foreground
+        # Checked once here rather than at every step: a pixel is foreground if any channel is.
+        self._fg = foreground.amax(dim=1, keepdim=True)
         self.density = _check_density(density)
 
     def __call__(self, ctx: ObjectiveContext) -> torch.Tensor:
         from foveal.saliency import foreground_score
 
-        fg = self.foreground.to(device=ctx.adversarial.device, dtype=ctx.adversarial.dtype)
-        return foreground_score(self.density(ctx.adversarial), fg).to(ctx.adversarial.dtype)
+        density = self.density(ctx.adversarial)
+        if self._fg.shape[0] != density.shape[0]:  # e.g. the draws of ExpectationOverNoise
+            return foreground_score(density, self.foreground).to(ctx.adversarial.dtype)
+        fg = self._fg.to(device=density.device, dtype=density.dtype)
+        total = density.sum(dim=(1, 2, 3)).clamp_min(1e-30)
+        return ((density * fg).sum(dim=(1, 2, 3)) / total).to(ctx.adversarial.dtype)
 
     def __repr__(self) -> str:
         return "SalienceTerm()"
