@@ -48,3 +48,32 @@ def trained_shapes_model(shapes_small):
     model = foveal.models.load(cache)
     model.eval()
     return model, test
+
+
+@pytest.fixture(scope="module")
+def single_thread():
+    """One intra-op thread for modules of tiny tensors, where thread hand-offs dominate on a
+    busy machine; use with ``pytestmark = pytest.mark.usefixtures("single_thread")``."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+@pytest.fixture(scope="session")
+def checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """An untrained width-4 `shapes-cnn` checkpoint (fast; for the command-line tests)."""
+    import foveal
+
+    torch.manual_seed(0)
+    model = foveal.models.create("shapes-cnn", num_classes=10, width=4)
+    path = tmp_path_factory.mktemp("ckpt") / "shapes-cnn-w4"
+    meta = {
+        "arch": "shapes-cnn",
+        "arch_kwargs": {"width": 4},
+        "num_classes": 10,
+        "in_channels": 3,
+        "dataset": "shapes",
+    }
+    foveal.models.save(model, path, meta)
+    return path

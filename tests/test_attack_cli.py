@@ -18,22 +18,7 @@ runner = CliRunner()
 DATA = ["--data", "shapes", "--n", "12", "--size", "16", "--batch-size", "5"]
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _single_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
-@pytest.fixture(scope="module")
-def checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    torch.manual_seed(0)
-    model = foveal.models.create("shapes-cnn", num_classes=10, width=4)
-    path = tmp_path_factory.mktemp("ckpt") / "m"
-    meta = {"arch": "shapes-cnn", "arch_kwargs": {"width": 4}, "num_classes": 10, "in_channels": 3}
-    foveal.models.save(model, path, meta)
-    return path
+pytestmark = pytest.mark.usefixtures("single_thread")
 
 
 def _run(checkpoint: Path, out: Path, *args: str):

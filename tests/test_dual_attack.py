@@ -21,12 +21,7 @@ from foveal.saliency import foreground_score, half_range, spectral_residual
 CLASSES = 4
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _single_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("single_thread")
 
 
 class Net(nn.Module):

@@ -16,12 +16,7 @@ from foveal.threats import Superpixel
 CLASSES = 4
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _single_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("single_thread")
 
 
 class GapNet(nn.Module):

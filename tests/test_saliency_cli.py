@@ -3,31 +3,19 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
-import pytest
-import torch
 from safetensors.torch import load_file
 from typer.testing import CliRunner
 
-import foveal
 from foveal.cli import app
 
 
-@pytest.fixture(scope="module")
-def checkpoint(tmp_path_factory) -> str:
-    torch.manual_seed(0)
-    model = foveal.models.create("shapes-cnn", width=4)
-    path = tmp_path_factory.mktemp("ckpt") / "cnn"
-    meta = {"arch": "shapes-cnn", "arch_kwargs": {"width": 4}, "num_classes": 10}
-    foveal.models.save(model, path, {**meta, "in_channels": 3, "dataset": "shapes"})
-    return str(path)
-
-
-def test_maps_shortcut_and_subcommand(checkpoint: str, tmp_path) -> None:
+def test_maps_shortcut_and_subcommand(checkpoint: Path, tmp_path) -> None:
     runner = CliRunner()
     for args in (
-        ["saliency", "--model", checkpoint, "--data", "shapes", "--method", "gradcam"],
-        ["saliency", "maps", "--model", checkpoint, "--method", "gradient"],
+        ["saliency", "--model", str(checkpoint), "--data", "shapes", "--method", "gradcam"],
+        ["saliency", "maps", "--model", str(checkpoint), "--method", "gradient"],
     ):
         out = tmp_path / args[1]
         res = runner.invoke(app, [*args, "--n", "4", "--out", str(out)])
@@ -40,22 +28,22 @@ def test_maps_shortcut_and_subcommand(checkpoint: str, tmp_path) -> None:
         assert json.loads((out / "maps.json").read_text())["n"] == 4
 
 
-def test_cli_errors(checkpoint: str, tmp_path) -> None:
+def test_cli_errors(checkpoint: Path, tmp_path) -> None:
     runner = CliRunner()
-    res = runner.invoke(app, ["saliency", "maps", "--model", checkpoint, "--method", "gradcamm",
-                              "--out", str(tmp_path)])  # fmt: skip
+    res = runner.invoke(app, ["saliency", "maps", "--model", str(checkpoint),
+                              "--method", "gradcamm", "--out", str(tmp_path)])  # fmt: skip
     assert res.exit_code == 2 and "did you mean" in res.output
     res = runner.invoke(app, ["saliency", "maps", "--model", str(tmp_path), "--out", str(tmp_path)])
     assert res.exit_code == 2 and "no foveal checkpoint" in res.output
-    res = runner.invoke(app, ["explain", "--model", checkpoint, "--methods", "learned", "--n", "4",
-                              "--n-tune", "4"])  # fmt: skip
+    res = runner.invoke(app, ["explain", "--model", str(checkpoint), "--methods", "learned",
+                              "--n", "4", "--n-tune", "4"])  # fmt: skip
     assert res.exit_code == 2 and "needs --masker" in res.output
 
 
-def test_train_mask_then_explain(checkpoint: str, tmp_path) -> None:
+def test_train_mask_then_explain(checkpoint: Path, tmp_path) -> None:
     runner = CliRunner()
     masker = tmp_path / "masker"
-    res = runner.invoke(app, ["saliency", "train-mask", "--model", checkpoint, "--n", "32",
+    res = runner.invoke(app, ["saliency", "train-mask", "--model", str(checkpoint), "--n", "32",
                               "--steps", "2", "--batch-size", "16", "--width", "4",
                               "--n-eval", "8", "--no-progress", "--out", str(masker)])  # fmt: skip
     assert res.exit_code == 0, res.output
@@ -63,7 +51,7 @@ def test_train_mask_then_explain(checkpoint: str, tmp_path) -> None:
     desc = json.loads((masker / "masker.json").read_text())
     assert desc["meta"]["classifier_arch"] == "shapes-cnn"
     out = tmp_path / "explain"
-    res = runner.invoke(app, ["explain", "--model", checkpoint, "--methods",
+    res = runner.invoke(app, ["explain", "--model", str(checkpoint), "--methods",
                               "gradcam,center,learned", "--masker", str(masker), "--n", "12",
                               "--n-tune", "12", "--out", str(out)])  # fmt: skip
     assert res.exit_code == 0, res.output

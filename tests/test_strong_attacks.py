@@ -37,12 +37,7 @@ from foveal.attacks.square import pseudo_gaussian
 REPO = Path(__file__).resolve().parents[1]
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _single_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("single_thread")
 
 
 def _linear(classes: int = 2, seed: int = 0) -> nn.Module:
