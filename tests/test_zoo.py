@@ -1,0 +1,45 @@
+"""Reference models: trained on first use in dependency order, cached by recipe, resumable."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+import foveal
+from foveal.zoo import ZOO, pretrained, zoo_path
+
+
+def test_pretrained_trains_dependencies_once(tmp_path: Path) -> None:
+    lines: list[str] = []
+    path = pretrained("sip-s", scale="smoke", cache=tmp_path, log=lines.append)
+    # sip-s is fine-tuned from `standard` and takes its saliency from `madry`.
+    assert [line.split()[3] for line in lines] == ["shapes/standard", "shapes/madry", "shapes/sip-s"]
+    meta = foveal.models.read_meta(path)
+    assert meta["init"] == str(zoo_path("shapes", "standard", scale="smoke", cache=tmp_path))
+    assert meta["epochs_done"] == 1
+    model = foveal.models.load(path)
+    assert model(foveal.data.load("shapes", split="test", n=2).images).shape == (2, 10)
+    stamp = (path / "model.safetensors").stat().st_mtime_ns
+    again: list[str] = []
+    assert pretrained("sip-s", scale="smoke", cache=tmp_path, log=again.append) == path
+    assert again == []  # nothing retrained
+    assert (path / "model.safetensors").stat().st_mtime_ns == stamp
+
+
+def test_paths_depend_on_recipe_and_scale(tmp_path: Path) -> None:
+    a = zoo_path("shapes", "madry", scale="smoke", cache=tmp_path)
+    b = zoo_path("shapes", "madry", scale="default", cache=tmp_path)
+    c = zoo_path("shapes", "dual", scale="smoke", cache=tmp_path)
+    assert len({a, b, c}) == 3
+    assert a == zoo_path("shapes", "madry", scale="smoke", cache=tmp_path)
+
+
+def test_unknown_entries_are_named() -> None:
+    with pytest.raises(ValueError, match="unknown reference model 'madri'"):
+        pretrained("madri")
+    with pytest.raises(ValueError, match="no reference models for data 'cifar10'"):
+        pretrained("standard", data="cifar10")
+    with pytest.raises(ValueError, match="scale must be one of"):
+        zoo_path("shapes", "standard", scale="huge")
+    assert "standard" in ZOO["digits"]
