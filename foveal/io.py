@@ -45,6 +45,13 @@ def append_jsonl(path: str | os.PathLike[str], record: dict[str, Any]) -> None:
     target = Path(path)
     target.parent.mkdir(parents=True, exist_ok=True)
     line = json.dumps(record, sort_keys=True) + "\n"
+    # A crash may have left a truncated last line without its newline: end it first, so the
+    # new record stays on a line of its own (read_jsonl then skips only the broken line).
+    if target.exists() and target.stat().st_size > 0:
+        with open(target, "rb") as fh:
+            fh.seek(-1, os.SEEK_END)
+            if fh.read(1) != b"\n":
+                line = "\n" + line
     with open(target, "a", encoding="utf-8") as fh:
         fh.write(line)
         fh.flush()
@@ -52,7 +59,7 @@ def append_jsonl(path: str | os.PathLike[str], record: dict[str, Any]) -> None:
 
 
 def read_jsonl(path: str | os.PathLike[str]) -> list[dict[str, Any]]:
-    """Read a JSON-lines file, skipping a truncated final line left by a crash."""
+    """Read a JSON-lines file, skipping lines truncated by a crash (they lack the closing brace)."""
     target = Path(path)
     if not target.exists():
         return []
@@ -64,7 +71,8 @@ def read_jsonl(path: str | os.PathLike[str]) -> list[dict[str, Any]]:
         try:
             records.append(json.loads(line))
         except json.JSONDecodeError:
-            if i == len(lines) - 1:
-                break
+            # A line cut short by a crash: skipped (the record it held was never complete).
+            if i == len(lines) - 1 or not line.rstrip().endswith("}"):
+                continue
             raise ValueError(f"{target}: line {i + 1} is not valid JSON") from None
     return records
