@@ -1,0 +1,232 @@
+"""The machinery of ``foveal reproduce``: experiment specs, cached cells, claims and the page.
+
+An :class:`Experiment` is data: a name, the paper it checks, its parameters per scale (plain
+values, validated against the experiment's declared keys) and a function that, given a
+:class:`Context`, computes cells and returns :class:`Claim` rows. Every cell's result is
+appended atomically to ``results.jsonl`` under a key that includes the scale's parameters, so an
+interrupted run resumes where it stopped and a finished run re-renders its page in seconds.
+Models come from :mod:`foveal.zoo` (trained on first use, cached).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import platform
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from foveal.io import append_jsonl, atomic_write_text, read_jsonl
+from foveal.registry import Registry
+
+__all__ = ["EXPERIMENTS", "Claim", "Context", "Experiment", "Reproduction"]
+
+
+@dataclass
+class Claim:
+    """One row of the claims table.
+
+    Attributes:
+        key: short id within the experiment (``"a"``, ``"b"``, ...).
+        text: the claim, in words.
+        paper: what the paper reports (figure, table, number).
+        ours: what this run measured, in words and numbers.
+        holds: True / False, or None when the row is a figure or could not be evaluated.
+        note: why a claim does not hold here (scale, data, budget), or how to read it.
+    """
+
+    key: str
+    text: str
+    paper: str
+    ours: str
+    holds: bool | None
+    note: str = ""
+
+
+@dataclass(frozen=True)
+class Experiment:
+    """A reproduction: parameters per scale and the function that computes its claims."""
+
+    name: str
+    seed: str
+    title: str
+    paper: str
+    scales: dict[str, dict[str, Any]]
+    run: Callable[[Context], list[Claim]]
+    summary: str = ""
+
+
+EXPERIMENTS: Registry[Experiment] = Registry("reproduction")
+
+
+@dataclass
+class Reproduction:
+    """What :func:`foveal.reproduce.reproduce` returns."""
+
+    experiment: Experiment
+    scale: str
+    claims: list[Claim]
+    seconds: float
+    page: Path | None
+    out_dir: Path
+    cells_run: int
+    cells_cached: int
+
+
+def _digest(obj: Any) -> str:
+    return hashlib.sha256(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()[:12]
+
+
+@dataclass
+class Context:
+    """What an experiment's ``run`` gets: parameters, cached cells, models, data, outputs."""
+
+    experiment: Experiment
+    scale: str
+    params: dict[str, Any]
+    out_dir: Path
+    figures_dir: Path
+    data_root: str | None = None
+    progress: bool = False
+    log: Callable[[str], None] = lambda line: None
+    sections: list[tuple[str, str]] = field(default_factory=list)
+    cells_run: int = 0
+    cells_cached: int = 0
+
+    def __post_init__(self) -> None:
+        self.out_dir.mkdir(parents=True, exist_ok=True)
+        self._results = self.out_dir / "results.jsonl"
+        self._done: dict[str, Any] = {}
+        if self._results.exists():
+            for record in read_jsonl(self._results):
+                self._done[record["key"]] = record["value"]
+        self._tag = _digest({"scale": self.scale, "params": self.params})
+
+    # -------------------------------------------------------------- cells
+    def cell(self, name: str, fn: Callable[[], Any]) -> Any:
+        """``fn()`` once per (name, scale, parameters): cached in ``results.jsonl``.
+
+        ``fn`` must return JSON data (numbers, strings, lists, dicts). A cell interrupted
+        before it finished is recomputed on the next run; finished cells never are.
+        """
+        key = f"{name}@{self._tag}"
+        if key in self._done:
+            self.cells_cached += 1
+            return self._done[key]
+        self.log(f"  {self.experiment.name}: {name}")
+        start = time.perf_counter()
+        torch.manual_seed(0)
+        value = fn()
+        record = {"key": key, "value": value, "seconds": round(time.perf_counter() - start, 3)}
+        append_jsonl(self._results, record)
+        self._done[key] = json.loads(json.dumps(value))
+        self.cells_run += 1
+        return self._done[key]
+
+    # -------------------------------------------------------------- inputs
+    def model(self, entry: str, *, data: str = "shapes") -> nn.Module:
+        """A reference model from :mod:`foveal.zoo` at this run's scale, in eval mode."""
+        import foveal
+        from foveal.zoo import pretrained
+
+        scale = "smoke" if self.scale == "smoke" else "default"
+        path = pretrained(entry, data=data, scale=scale, progress=self.progress, log=self.log)
+        model = foveal.models.load(path)
+        model.eval()
+        return model
+
+    def data(self, *, split: str = "test", n: int | None = None, data: str = "shapes",
+             size: int | None = None) -> Any:  # fmt: skip
+        """The first ``n`` images of a split (``--data-root`` applies to real datasets)."""
+        import foveal
+
+        return foveal.data.load(data, split=split, n=n, size=size, root=self.data_root)
+
+    # -------------------------------------------------------------- outputs
+    def figure(self, name: str) -> Path:
+        """The path for figure ``name`` (PNG) beside the page."""
+        self.figures_dir.mkdir(parents=True, exist_ok=True)
+        return self.figures_dir / f"{name}.png"
+
+    def section(self, title: str, markdown: str) -> None:
+        """A titled block of markdown for the page (tables, figures, notes), in order."""
+        self.sections.append((title, markdown))
+
+
+def table(header: list[str], rows: list[list[Any]]) -> str:
+    """A markdown table; floats are shown with one decimal (percentages) unless formatted."""
+
+    def fmt(v: Any) -> str:
+        if isinstance(v, float):
+            return f"{v:.1f}"
+        return str(v).replace("|", "\\|")
+
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join(fmt(v) for v in row) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+def holds_mark(holds: bool | None) -> str:
+    return {True: "yes", False: "**no**", None: "n/a"}[holds]
+
+
+def machine() -> str:
+    """One line describing where the run happened."""
+    cpu = platform.processor() or platform.machine()
+    return (
+        f"{os.cpu_count()} CPU cores ({cpu}), {torch.get_num_threads()} torch thread(s), "
+        f"torch {torch.__version__}, Python {platform.python_version()}"
+    )
+
+
+def render_page(repro: Reproduction, sections: list[tuple[str, str]], figures_rel: str) -> str:
+    """The markdown page of a finished reproduction."""
+    exp = repro.experiment
+    lines = [
+        f"# Reproduction `{exp.name}`: {exp.title}",
+        "",
+        f"Paper: {exp.paper} (seed {exp.seed}).",
+        "",
+    ]
+    if exp.summary:
+        lines += [exp.summary, ""]
+    lines += [
+        f"Command: `foveal reproduce {exp.name}"
+        + ("" if repro.scale == "default" else f" --{repro.scale}")
+        + f"`. Scale `{repro.scale}`; parameters:",
+        "",
+        "```json",
+        json.dumps(exp.scales[repro.scale], indent=2, sort_keys=True),
+        "```",
+        "",
+        f"Measured on {machine()}: {repro.seconds / 60:.1f} min wall for this run "
+        f"({repro.cells_run} cells computed, {repro.cells_cached} read from the cache; model "
+        "training is cached separately and counted only when it ran).",
+        "",
+        "## Claims",
+        "",
+        table(
+            ["", "claim", "paper", "ours", "holds?"],
+            [[c.key, c.text, c.paper, c.ours, holds_mark(c.holds)] for c in repro.claims],
+        ),
+        "",
+    ]
+    notes = [c for c in repro.claims if c.note]
+    if notes:
+        lines += ["Notes:", ""]
+        lines += [f"- ({c.key}) {c.note}" for c in notes]
+        lines.append("")
+    for title, body in sections:
+        lines += [f"## {title}", "", body.replace("{figures}", figures_rel), ""]
+    return "\n".join(lines).rstrip() + "\n"
+
+
+def write_page(path: Path, text: str) -> None:
+    atomic_write_text(path, text)

@@ -1,0 +1,75 @@
+"""``foveal reproduce``: every reproduction runs end to end at the smoke scale and resumes."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from foveal.cli import app
+from foveal.io import read_jsonl
+from foveal.reproduce import EXPERIMENTS, reproduce
+
+runner = CliRunner()
+pytestmark = pytest.mark.usefixtures("single_thread")
+
+
+def test_list_names_every_reproduction() -> None:
+    res = runner.invoke(app, ["reproduce", "--list"])
+    assert res.exit_code == 0, res.output
+    for name in ("dual", "sai", "sip", "perceptual"):
+        assert name in EXPERIMENTS
+        assert res.output.count(f"{name} ") >= 1
+    res = runner.invoke(app, ["reproduce", "duall", "--smoke"])
+    assert res.exit_code == 2 and "did you mean 'dual'" in res.output
+
+
+@pytest.mark.parametrize("name", sorted(EXPERIMENTS.names()))
+def test_smoke_run_writes_page_and_resumes(name: str, tmp_path: Path) -> None:
+    docs, out = tmp_path / "docs", tmp_path / "out"
+    res = runner.invoke(app, ["reproduce", name, "--smoke", "--docs", str(docs), "--out", str(out)])
+    assert res.exit_code == 0, res.output
+    page = (docs / f"{name}.md").read_text(encoding="utf-8")
+    exp = EXPERIMENTS.get(name)
+    assert page.startswith(f"# Reproduction `{name}`")
+    assert "| | claim | paper | ours | holds? |" in page.replace("|  |", "| |")
+    # Every figure the page links exists.
+    for line in page.splitlines():
+        if line.startswith("!["):
+            target = line.split("](", 1)[1].rstrip(")")
+            assert (docs / target).is_file(), target
+    records = read_jsonl(out / "results.jsonl")
+    assert records and all("@" in r["key"] for r in records)
+    # A second run reads every cell from the cache and computes none.
+    again = reproduce(name, scale="smoke", out=out, docs=docs)
+    assert again.cells_run == 0 and again.cells_cached == len(records)
+    assert [c.key for c in again.claims] == [chr(ord("a") + i) for i in range(len(again.claims))]
+    assert exp.seed in page
+
+
+def test_interrupted_run_resumes_to_the_uninterrupted_results(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import foveal.reproduce.dual as dual_module
+
+    real = dual_module.accuracy_under
+    calls = {"n": 0}
+
+    def flaky(*args, **kwargs):
+        calls["n"] += 1
+        if calls["n"] == 3:
+            raise KeyboardInterrupt
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(dual_module, "accuracy_under", flaky)
+    with pytest.raises(KeyboardInterrupt):
+        reproduce("dual", scale="smoke", out=tmp_path / "a", docs=None)
+    assert len(read_jsonl(tmp_path / "a" / "results.jsonl")) == 2
+    monkeypatch.setattr(dual_module, "accuracy_under", real)
+    resumed = reproduce("dual", scale="smoke", out=tmp_path / "a", docs=None)
+    assert resumed.cells_cached == 2
+    fresh = reproduce("dual", scale="smoke", out=tmp_path / "b", docs=None)
+    values = lambda d: {r["key"]: r["value"] for r in read_jsonl(tmp_path / d / "results.jsonl")}  # noqa: E731
+    assert values("a") == values("b")
+    assert [c.ours for c in resumed.claims] == [c.ours for c in fresh.claims]
