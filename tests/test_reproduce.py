@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -39,6 +40,17 @@ def test_smoke_run_writes_page_and_resumes(name: str, tmp_path: Path) -> None:
         if line.startswith("!["):
             target = line.split("](", 1)[1].rstrip(")")
             assert (docs / target).is_file(), target
+    index = (docs / "README.md").read_text(encoding="utf-8")
+    assert f"[{name}]({name}.md) (a)" in index
+    summary = json.loads((docs / f"{name}.json").read_text(encoding="utf-8"))
+    assert summary["scale"] == "smoke" and summary["compute_minutes"] >= 0
+    assert [c["holds"] for c in summary["claims"]] == [
+        {"yes": True, "**no**": False, "n/a": None}[line.rsplit("|", 2)[1].strip()]
+        for line in page.splitlines()
+        if line.startswith("| ")
+        and line.split("|")[1].strip() in "abcdefgh"
+        and len(line.split("|")[1].strip()) == 1
+    ]
     records = read_jsonl(out / "results.jsonl")
     assert records and all("@" in r["key"] for r in records)
     # A second run reads every cell from the cache and computes none.

@@ -14,6 +14,7 @@ Example:
 
 from __future__ import annotations
 
+import json
 import os
 import time
 from collections.abc import Callable
@@ -25,6 +26,8 @@ from foveal.reproduce.base import (
     Context,
     Experiment,
     Reproduction,
+    claims_json,
+    render_index,
     render_page,
     write_page,
 )
@@ -83,6 +86,7 @@ def reproduce(
     )
     claims = experiment.run(ctx)
     seconds = time.perf_counter() - start
+    compute, training = ctx.compute_seconds()
     page = docs_dir / f"{name}.md" if docs is not None else None
     repro = Reproduction(
         experiment=experiment,
@@ -93,8 +97,14 @@ def reproduce(
         out_dir=out_dir,
         cells_run=ctx.cells_run,
         cells_cached=ctx.cells_cached,
+        compute_seconds=compute,
+        training_seconds=training,
     )
     if page is not None:
         rel = os.path.relpath(figures_dir, page.parent)
         write_page(page, render_page(repro, ctx.sections, rel))
+        write_page(page.with_suffix(".json"), json.dumps(claims_json(repro), indent=2) + "\n")
+        summaries = [json.loads(p.read_text(encoding="utf-8"))
+                     for p in sorted(docs_dir.glob("*.json"))]  # fmt: skip
+        write_page(docs_dir / "README.md", render_index(summaries))
     return repro
