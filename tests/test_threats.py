@@ -270,3 +270,23 @@ def test_delta_shape_checked() -> None:
     bound = T.Linf(0.1).bind(_images())
     with pytest.raises(ValueError, match=r"delta must have the shape"):
         bound.contains(torch.zeros(1, 3, 6, 6))
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_l2_box_projection_is_a_member_without_tolerance(dtype: torch.dtype) -> None:
+    # Saturated pixels (0/1 images), large and small budgets: the result must lie in the ball
+    # and the box exactly, as computed by torch's own norm (no atol).
+    from foveal.threats.geometry import project_l2_box
+
+    gen = torch.Generator().manual_seed(3)
+    for trial in range(150):
+        d = int(torch.randint(2, 6000, (1,), generator=gen))
+        x = torch.rand(8, d, generator=gen, dtype=dtype)
+        if trial % 2 == 0:
+            x = (x > 0.5).to(dtype)
+        scale = float(torch.rand(1, generator=gen)) * 30
+        v = torch.randn(8, d, generator=gen, dtype=dtype) * scale / d**0.5
+        eps = torch.rand(8, generator=gen, dtype=dtype) * scale
+        out = project_l2_box(v, -x, 1 - x, eps)
+        assert bool((out.norm(dim=1) <= eps).all()), trial
+        assert bool(((x + out >= 0) & (x + out <= 1)).all()), trial

@@ -78,9 +78,8 @@ def project_l2_box(
     # Flat gathers (index_select) cost a fraction of two-dimensional advanced indexing.
     flat = rows * v.shape[1] + cols
     v_c = v.reshape(-1).index_select(0, flat)
-    bound_c = torch.where(
-        v_c > 0, hi.reshape(-1).index_select(0, flat), lo.reshape(-1).index_select(0, flat)
-    )
+    lo_c, hi_c = lo.reshape(-1).index_select(0, flat), hi.reshape(-1).index_select(0, flat)
+    bound_c = torch.where(v_c > 0, hi_c, lo_c)
     brk_c = bound_c / v_c
     if bool((brk_c >= scaled_t[rows]).all()):
         return scaled_t[:, None] * v
@@ -95,17 +94,19 @@ def project_l2_box(
         if bool((t_new == t).all()):
             break
         t = t_new
-    out = torch.clamp(t[:, None] * v, lo, hi)
-    return _shrink_to_ball(out, eps)
-
-
-def _shrink_to_ball(out: torch.Tensor, eps: torch.Tensor) -> torch.Tensor:
-    """Rescale rows whose norm exceeds ``eps`` by rounding (stays in the box: it contains 0)."""
-    norm = out.norm(dim=1)
-    over = norm > eps
-    # A margin of a few ulps keeps the recomputed norm <= eps despite the rounding of the scale.
-    scale = eps / norm.clamp_min(_TINY) * (1 - 8 * torch.finfo(out.dtype).eps)
-    return out * torch.where(over, scale, torch.ones_like(scale))[:, None]
+    # Only the candidates can leave the box (t <= 1 and the box contains 0): clip them alone.
+    # The norm of the result follows from the candidates and ||v|| (no pass over the batch);
+    # a uniform rescale by min(1, eps / norm) and a margin of a few ulps absorbs rounding, so
+    # the result is always a member (it stays in the box: the box contains 0).
+    clipped = torch.minimum(torch.maximum(t[rows] * v_c, lo_c), hi_c)
+    norm2 = t.square() * (total - zeros.index_add(0, rows, v2_c)).clamp_min(0.0) + zeros.index_add(
+        0, rows, clipped.square()
+    )
+    margin = 1 - 32 * torch.finfo(v.dtype).eps
+    scale = (eps / norm2.sqrt().clamp_min(_TINY)).clamp(max=1.0) * margin
+    out = (t * scale)[:, None] * v
+    out.view(-1).index_copy_(0, flat, clipped * scale[rows])
+    return out
 
 
 class BoundLinfMap(BoundThreat):
