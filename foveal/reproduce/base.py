@@ -137,9 +137,13 @@ class Context:
 
     def compute_seconds(self) -> tuple[float, float]:
         """(all, training) seconds of this scale's cells as first computed (cached or not)."""
-        mine = {k: v for k, v in self._seconds.items() if k.endswith(f"@{self._tag}")}
-        training = sum(v for k, v in mine.items() if k.startswith("train/"))
-        return sum(mine.values()), training
+        cells = sum(v for k, v in self._seconds.items() if k.endswith(f"@{self._tag}"))
+        training = sum(
+            v
+            for k, v in self._seconds.items()
+            if k.startswith("train/") and k.endswith(f"@{self.scale}")
+        )
+        return cells + training, training
 
     # -------------------------------------------------------------- inputs
     def model(self, entry: str, *, data: str = "shapes") -> nn.Module:
@@ -158,7 +162,8 @@ class Context:
         path = pretrained(entry, data=data, scale=scale, progress=self.progress, log=log)
         if trained:  # training ran in this call: its time counts towards this reproduction
             seconds = round(time.perf_counter() - start, 3)
-            key = f"train/{data}/{entry}@{self._tag}"
+            # Keyed by the scale, not the parameters: the models depend on the scale only.
+            key = f"train/{data}/{entry}@{self.scale}"
             append_jsonl(self._results, {"key": key, "value": seconds, "seconds": seconds})
             self._done[key] = seconds
             self._seconds[key] = seconds
