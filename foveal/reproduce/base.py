@@ -314,5 +314,10 @@ def render_index(summaries: list[dict[str, Any]]) -> str:
         )
     held = sum(1 for s in summaries for c in s["claims"] if c["holds"] is True)
     failed = sum(1 for s in summaries for c in s["claims"] if c["holds"] is False)
-    lines += ["", f"{held} claims hold and {failed} do not at this scale; each page says why."]
+    lines += [
+        "",
+        f"{held} claims hold and {failed} do not at this scale; each page says why. Compute times "
+        "are as measured on the machine of each row; other jobs running at the same time "
+        "inflate them.",
+    ]
     return "\n".join(lines) + "\n"
