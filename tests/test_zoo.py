@@ -14,7 +14,11 @@ def test_pretrained_trains_dependencies_once(tmp_path: Path) -> None:
     lines: list[str] = []
     path = pretrained("sip-s", scale="smoke", cache=tmp_path, log=lines.append)
     # sip-s is fine-tuned from `standard` and takes its saliency from `madry`.
-    assert [line.split()[3] for line in lines] == ["shapes/standard", "shapes/madry", "shapes/sip-s"]
+    assert [line.split()[3] for line in lines] == [
+        "shapes/standard",
+        "shapes/madry",
+        "shapes/sip-s",
+    ]
     meta = foveal.models.read_meta(path)
     assert meta["init"] == str(zoo_path("shapes", "standard", scale="smoke", cache=tmp_path))
     assert meta["epochs_done"] == 1
