@@ -8,5 +8,6 @@ from __future__ import annotations
 __version__ = "0.1.0"
 
 from foveal import attacks, data, models, threats
+from foveal.evaluate import Report, evaluate
 
-__all__ = ["__version__", "attacks", "data", "models", "threats"]
+__all__ = ["Report", "__version__", "attacks", "data", "evaluate", "models", "threats"]
