@@ -22,7 +22,8 @@ $(VENV)/.dev-installed: $(VENV)/.core-installed
 	touch $@
 
 demo: $(VENV)/.core-installed
-	$(VENV)/bin/foveal demo
+	$(VENV)/bin/foveal evaluate --out runs/demo
+	@echo "report: runs/demo/report.html"
 
 test: $(VENV)/.dev-installed
 	$(PY) -m pytest -q -p no:cacheprovider
