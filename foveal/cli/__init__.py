@@ -12,6 +12,7 @@ from foveal.cli import saliency  # noqa: F401  isort: skip
 from foveal.cli import smooth  # noqa: F401  isort: skip
 from foveal.cli import evaluate  # noqa: F401  isort: skip
 from foveal.cli import reproduce  # noqa: F401  isort: skip
+from foveal.cli import detect  # noqa: F401  isort: skip
 
 __all__ = ["app", "fail", "main"]
 
