@@ -192,7 +192,14 @@ def _steganalysis_claim(ctx: Context) -> Claim:
     try:
         from foveal.reproduce.stego import steganalysis_rates
     except ImportError:
-        return Claim("c", text, paper, "not run: needs foveal.detectors", None)
+        return Claim(
+            "c",
+            text,
+            paper,
+            "not part of this reproduction yet; measured by scripts/detectors_experiment.py "
+            "(docs/experiments/detectors.md, steganalysis section)",
+            None,
+        )
     rates = ctx.cell("steganalysis", lambda: steganalysis_rates(ctx))
     ctx.section(
         "Steganalysis detection rates (%)",
