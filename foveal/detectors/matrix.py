@@ -188,7 +188,7 @@ class DetectionMatrix:
         fig, axes = plt.subplots(1, k, figsize=(3.4 * k + 0.8, 3.6), squeeze=False)
         labels = [ATTACK_LABELS.get(a, a) for a in self.attacks]
         image = None
-        for ax, det in zip(axes[0], self.detectors, strict=True):
+        for i_ax, (ax, det) in enumerate(zip(axes[0], self.detectors, strict=True)):
             grid = np.array([[self.value(det, tr, te, metric) for te in self.attacks]
                              for tr in self.attacks])  # fmt: skip
             image = ax.imshow(grid, vmin=0.5 if metric in ("accuracy", "auc") else 0.0,
@@ -198,7 +198,8 @@ class DetectionMatrix:
                     ax.text(j, i, f"{grid[i, j]:.2f}", ha="center", va="center", fontsize=7,
                             color="white" if grid[i, j] < 0.8 else "black")  # fmt: skip
             ax.set_xticks(range(len(labels)), labels, rotation=45, fontsize=8)
-            ax.set_yticks(range(len(labels)), labels, fontsize=8)
+            ax.set_yticks(range(len(labels)), labels if i_ax == 0 else [""] * len(labels),
+                          fontsize=8)  # fmt: skip
             ax.set_title(det.upper())
             ax.set_xlabel("tested on", fontsize=8)
         axes[0, 0].set_ylabel("trained on", fontsize=8)
