@@ -19,7 +19,7 @@ pytestmark = pytest.mark.usefixtures("single_thread")
 def test_list_names_every_reproduction() -> None:
     res = runner.invoke(app, ["reproduce", "--list"])
     assert res.exit_code == 0, res.output
-    for name in ("dual", "sai", "sip", "perceptual"):
+    for name in ("dual", "sai", "detect", "sip", "perceptual"):
         assert name in EXPERIMENTS
         assert res.output.count(f"{name} ") >= 1
     res = runner.invoke(app, ["reproduce", "duall", "--smoke"])

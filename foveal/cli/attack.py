@@ -42,6 +42,7 @@ import torch
 import typer
 
 from foveal.cli._app import app, fail
+from foveal.grids import example_rows, write_grid
 
 if TYPE_CHECKING:
     from foveal.attacks import Attack
@@ -281,7 +282,7 @@ def attack_command(
             clean = attacker.predict(x)
             result = attacker.run(x, y, target=target, threat=batch_threat, **extra)
             if lo == 0:
-                grid_rows = _grid_rows(attacker, x, result.adversarial, batch, extra)
+                grid_rows = example_rows(attacker, x, result.adversarial, batch, extra)
         except (ValueError, TypeError) as exc:
             bar.close()
             fail(str(exc))
@@ -333,63 +334,9 @@ def attack_command(
         )
     atomic_write_text(out / "summary.json", text + "\n")
     if grid_rows:
-        _write_grid(grid_rows, out / "grid.png")
+        write_grid(grid_rows, out / "grid.png")
     typer.echo(
         f"clean accuracy {summary['clean_accuracy']:.4f}  robust accuracy "
         f"{summary['robust_accuracy']:.4f}  success rate {summary['success_rate']:.4f}  "
         f"({total} images, {seconds:.1f} s) -> {out}"
     )
-
-
-GRID_IMAGES = 8
-
-
-def _grid_rows(
-    attacker: Any,
-    x: torch.Tensor,
-    adversarial: torch.Tensor,
-    batch: Mapping[str, torch.Tensor],
-    extra: Mapping[str, torch.Tensor],
-) -> list[torch.Tensor]:
-    """Rows of the image grid: original, adversarial, magnified perturbation, mask (3 channels)."""
-    k = min(GRID_IMAGES, x.shape[0])
-    x, adv = x[:k].detach(), adversarial[:k].detach()
-    diff = adv - x
-    scale = diff.abs().flatten(1).amax(1).clamp_min(1e-12).view(-1, 1, 1, 1)
-    magnified = (0.5 + 0.5 * diff / scale).clamp(0, 1)
-    mask: torch.Tensor | None = None
-    masks = extra.get("masks")
-    if hasattr(attacker, "foreground"):
-        mask = attacker.foreground(x, None if masks is None else masks[:k])
-    elif hasattr(attacker, "crop"):
-        mask = attacker.crop(x)
-    elif batch.get("mask") is not None:
-        mask = batch["mask"][:k].to(x.device)
-    if mask is None:
-        from foveal.saliency import normalize_maps, perturbation_magnitude
-
-        mask = normalize_maps(perturbation_magnitude(x, adv))
-    mask = mask.amax(1, keepdim=True).to(x.dtype)
-
-    def rgb(t: torch.Tensor) -> torch.Tensor:
-        t = t.float().cpu()
-        return t.expand(-1, 3, -1, -1) if t.shape[1] == 1 else t[:, :3]
-
-    return [rgb(x), rgb(adv), rgb(magnified), rgb(mask)]
-
-
-def _write_grid(rows: list[torch.Tensor], path: Path, pad: int = 2) -> None:
-    """Save rows of (k,3,H,W) images in [0,1] as one PNG (k columns, one row per tensor)."""
-    from PIL import Image
-
-    from foveal.io import atomic_path
-
-    k, _, h, w = rows[0].shape
-    canvas = torch.ones(3, len(rows) * (h + pad) + pad, k * (w + pad) + pad)
-    for r, row in enumerate(rows):
-        for c in range(k):
-            top, left = pad + r * (h + pad), pad + c * (w + pad)
-            canvas[:, top : top + h, left : left + w] = row[c]
-    array = (canvas.clamp(0, 1) * 255).round().to(torch.uint8).permute(1, 2, 0).numpy()
-    with atomic_path(path) as tmp:
-        Image.fromarray(array).save(str(tmp), format="PNG")

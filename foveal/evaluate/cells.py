@@ -195,7 +195,7 @@ def _save_examples(
         return None
     from safetensors.torch import save_file
 
-    from foveal.cli.attack import _grid_rows
+    from foveal.grids import example_rows
     from foveal.io import atomic_path
     from foveal.saliency import normalize_maps, spectral_residual
 
@@ -203,7 +203,7 @@ def _save_examples(
     batch: dict[str, torch.Tensor] = {}
     if mask is not None:
         batch["mask"] = mask[:k]
-    rows = _grid_rows(attacker, x, adversarial[:k], batch, {k2: v[:k] for k2, v in extra.items()})
+    rows = example_rows(attacker, x, adversarial[:k], batch, {k2: v[:k] for k2, v in extra.items()})
     with torch.no_grad():
         # square-root scaled: the density is peaked, its low values would all look black
         saliency = normalize_maps(spectral_residual(adversarial[:k])).sqrt().float().cpu()

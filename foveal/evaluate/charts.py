@@ -458,7 +458,7 @@ def example_grids(report: Report, directory: Path) -> dict[str, Path]:
     """Grid PNGs of the saved example rows, keyed ``examples:<cell key>``."""
     from safetensors.torch import load_file
 
-    from foveal.cli.attack import _write_grid
+    from foveal.grids import write_grid
 
     out: dict[str, Path] = {}
     for i, r in enumerate(report.results):
@@ -472,7 +472,7 @@ def example_grids(report: Report, directory: Path) -> dict[str, Path]:
         rows: Sequence[Any] = [row.float() / 255.0 for row in rows_u8]
         path = directory / "examples" / f"{_slug(r['model'])}-{i:03d}.png"
         path.parent.mkdir(parents=True, exist_ok=True)
-        _write_grid(list(rows), path)
+        write_grid(list(rows), path)
         out[f"examples:{r['key']}"] = path
     return out
 

@@ -9,7 +9,7 @@ paper's figure, ours, holds?) and the figures.
 Example:
     >>> from foveal.reproduce import EXPERIMENTS
     >>> sorted(EXPERIMENTS.names())
-    ['dual', 'perceptual', 'sai', 'sip']
+    ['detect', 'dual', 'perceptual', 'sai', 'sip']
 """
 
 from __future__ import annotations
@@ -35,6 +35,7 @@ from foveal.reproduce.base import (
 # Importing the experiment modules registers them.
 from foveal.reproduce import dual  # noqa: F401  isort: skip
 from foveal.reproduce import sai  # noqa: F401  isort: skip
+from foveal.reproduce import detect  # noqa: F401  isort: skip
 from foveal.reproduce import sip  # noqa: F401  isort: skip
 from foveal.reproduce import perceptual  # noqa: F401  isort: skip
 
