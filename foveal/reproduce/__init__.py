@@ -100,6 +100,7 @@ def reproduce(
         cells_cached=ctx.cells_cached,
         compute_seconds=compute,
         training_seconds=training,
+        machine=ctx.machine,
     )
     if page is not None:
         rel = os.path.relpath(figures_dir, page.parent)

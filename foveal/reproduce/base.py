@@ -80,6 +80,7 @@ class Reproduction:
     cells_cached: int
     compute_seconds: float = 0.0
     training_seconds: float = 0.0
+    machine: str = ""
 
 
 def _digest(obj: Any) -> str:
@@ -124,6 +125,7 @@ class Context:
         if key in self._done:
             self.cells_cached += 1
             return self._done[key]
+        self._record_machine()
         self.log(f"  {self.experiment.name}: {name}")
         start = time.perf_counter()
         torch.manual_seed(0)
@@ -134,6 +136,18 @@ class Context:
         self._seconds[key] = record["seconds"]
         self.cells_run += 1
         return self._done[key]
+
+    def _record_machine(self) -> None:
+        """Record where the results are computed (once per scale and parameters)."""
+        key = f"machine@{self._tag}"
+        if key not in self._done:
+            append_jsonl(self._results, {"key": key, "value": machine(), "seconds": 0.0})
+            self._done[key] = machine()
+
+    @property
+    def machine(self) -> str:
+        """The machine line of the run that computed the results (this one if none did)."""
+        return str(self._done.get(f"machine@{self._tag}", machine()))
 
     def compute_seconds(self) -> tuple[float, float]:
         """(all, training) seconds of this scale's cells as first computed (cached or not)."""
@@ -235,7 +249,8 @@ def render_page(repro: Reproduction, sections: list[tuple[str, str]], figures_re
         json.dumps(exp.scales[repro.scale], indent=2, sort_keys=True),
         "```",
         "",
-        f"Measured on {machine()}. Compute time {repro.compute_seconds / 60:.1f} min "
+        f"Measured on {repro.machine or machine()}. "
+        f"Compute time {repro.compute_seconds / 60:.1f} min "
         f"(every result as first computed, including {repro.training_seconds / 60:.1f} min "
         "training the reference models this experiment was first to need; models shared with "
         "an earlier reproduction come from the cache). This rendering took "
@@ -272,7 +287,7 @@ def claims_json(repro: Reproduction) -> dict[str, Any]:
         "seed": exp.seed,
         "title": exp.title,
         "scale": repro.scale,
-        "machine": machine(),
+        "machine": repro.machine or machine(),
         "compute_minutes": round(repro.compute_seconds / 60, 2),
         "training_minutes": round(repro.training_seconds / 60, 2),
         "claims": [
