@@ -128,8 +128,8 @@ def masker(work: Path, data: str, clf: torch.nn.Module, images: torch.Tensor) ->
 # ------------------------------------------------------------------------------ sections
 def matrix_section(name: str, args: argparse.Namespace) -> dict[str, Any]:
     cfg = DEFAULTS[name]
-    n_tr = args.quick or cfg["n_train"]
-    n_te = args.quick or cfg["n_test"]
+    n_tr = args.quick or args.n_train or cfg["n_train"]
+    n_te = args.quick or args.n_test or cfg["n_test"]
     attacks = args.attacks.split(",") if args.attacks else cfg["attacks"]
     start = time.perf_counter()
     clf, _ = classifier(args.work, name, cfg["arch"], cfg["clf_epochs"], cfg["clf_n"])
@@ -244,9 +244,12 @@ def adaptive_section(args: argparse.Namespace) -> dict[str, Any]:
         )
         det.fit(xtr, adv_tr["fgsm"])
         row: dict[str, Any] = {"black_box": evasion_report(clf, det, xte, adv_te["fgsm"], yte)}
+        white_before = {}
         for grad in ("input", "full"):
-            white = AdaptiveAttack(clf, det, **{**settings, "gradient": grad})(xte, yte)
-            row[f"white_box_{grad}"] = evasion_report(clf, det, xte, white, yte)
+            white_before[grad] = AdaptiveAttack(clf, det, **{**settings, "gradient": grad})(
+                xte, yte
+            )
+            row[f"white_box_{grad}"] = evasion_report(clf, det, xte, white_before[grad], yte)
         combined = AdaptiveAttack(clf, det, **{**settings, "mode": "combined"})(xte, yte)
         row["white_box_combined"] = evasion_report(clf, det, xte, combined, yte)
         t = time.perf_counter()
@@ -258,6 +261,8 @@ def adaptive_section(args: argparse.Namespace) -> dict[str, Any]:
         white = AdaptiveAttack(clf, det, **settings)(xte, yte)
         row["after_white_box_full"] = evasion_report(clf, det, xte, white, yte)
         row["after_black_box"] = evasion_report(clf, det, xte, adv_te["fgsm"], yte)
+        # The white-box images made against the detector before its adversarial training.
+        row["after_old_white_box_full"] = evasion_report(clf, det, xte, white_before["full"], yte)
         res[name] = row
         log(f"adaptive {name}: before {row['white_box_full']}, after {row['after_white_box_full']}")
     res["seconds"] = time.perf_counter() - start
@@ -510,8 +515,9 @@ def render(results: dict[str, Any]) -> str:
                 "through the masking model, `combined` = one objective CE + detector "
                 f"evasion. Adversarial training: {ad['rounds']} rounds (attack the training "
                 f"images, {ad['epochs_per_round']} more epochs on clean vs FGSM + the white-box "
-                "images that fool the classifier), then a fresh full-gradient attack on the "
-                "retrained detector. Accuracy = balanced detection accuracy at the detector's "
+                "images that fool the classifier); the retrained detector is tested on the "
+                "white-box test images made against it before training and on a fresh "
+                "full-gradient attack. Accuracy = balanced detection accuracy at the detector's "
                 "threshold (clean test vs attacked test); AUC = threshold-free ROC AUC of the "
                 "same two sets; evaded = misclassified and not flagged.",
                 "",
@@ -524,10 +530,13 @@ def render(results: dict[str, Any]) -> str:
                 ("white_box_full", "white box, full"),
                 ("white_box_combined", "white box, combined"),
                 ("after_black_box", "after adv. training: FGSM"),
+                ("after_old_white_box_full", "after adv. training: earlier white-box images"),
                 ("after_white_box_full", "after adv. training: white box, full"),
             ]
             for det in ("id", "smd", "spd"):
                 for key, label in labels:
+                    if key not in ad[det]:
+                        continue
                     v = ad[det][key]
                     lines.append(
                         f"| {det.upper()} | {label} | {_f(v['accuracy'])} | {_f(v.get('auc'))} | "
@@ -624,6 +633,8 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=Path("docs/experiments"))
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--attacks", default=None, help="override the attacks of the matrices")
+    parser.add_argument("--n-train", type=int, default=0, help="detector-training images")
+    parser.add_argument("--n-test", type=int, default=0, help="test images of the matrices")
     parser.add_argument("--stego-n", type=int, default=240)
     parser.add_argument("--stego-deltas", default="4")
     parser.add_argument("--quick", type=int, default=0, help="tiny sizes (this many images)")
