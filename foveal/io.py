@@ -10,7 +10,17 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-__all__ = ["append_jsonl", "atomic_path", "atomic_write_text", "read_jsonl"]
+__all__ = [
+    "append_jsonl",
+    "atomic_path",
+    "atomic_write_text",
+    "read_described_tensors",
+    "read_jsonl",
+    "write_described_tensors",
+]
+
+#: Header key of the JSON description stored inside foveal's safetensors files.
+HEADER_KEY = "foveal"
 
 
 @contextmanager
@@ -76,3 +86,73 @@ def read_jsonl(path: str | os.PathLike[str]) -> list[dict[str, Any]]:
                 continue
             raise ValueError(f"{target}: line {i + 1} is not valid JSON") from None
     return records
+
+
+def write_described_tensors(
+    directory: str | os.PathLike[str],
+    tensors: dict[str, Any],
+    description: dict[str, Any],
+    *,
+    weights: str,
+    meta: str,
+) -> Path:
+    """Write ``tensors`` to ``directory/weights`` (safetensors) with ``description`` (JSON) in
+    its header and beside it in ``directory/meta``; both atomically. Returns ``directory``.
+
+    The header copy makes the weights file self-describing (one rename replaces a checkpoint);
+    the JSON file is for people and tools that do not read safetensors headers.
+    """
+    from safetensors.torch import save_file
+
+    out = Path(directory)
+    out.mkdir(parents=True, exist_ok=True)
+    text = json.dumps(description, indent=2, sort_keys=True, default=str)
+    state = {k: v.detach().cpu().contiguous().clone() for k, v in tensors.items()}
+    with atomic_path(out / weights) as tmp:
+        save_file(state, str(tmp), metadata={HEADER_KEY: text})
+    atomic_write_text(out / meta, text + "\n")
+    return out
+
+
+def read_described_tensors(
+    path: str | os.PathLike[str],
+    *,
+    weights: str,
+    meta: str,
+    kind: str,
+    what: str,
+    hint: str,
+    map_location: Any = "cpu",
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Read a file written by :func:`write_described_tensors`: ``(tensors, description)``.
+
+    ``path`` is the directory or its weights file. Only safetensors is read (never a pickle).
+
+    Raises:
+        ValueError: missing file, not safetensors, no valid description in the header, or a
+            description whose ``kind`` is not ``kind``. Messages name the file, ``what`` it
+            should be, and ``hint`` (where such files come from).
+    """
+    from safetensors import SafetensorError, safe_open
+    from safetensors.torch import load_file
+
+    p = Path(path)
+    file = p / weights if p.is_dir() else p
+    if not file.exists() or file.suffix != ".safetensors":
+        raise ValueError(
+            f"no {what} at {path!s}: expected a directory containing {weights} and {meta} ({hint})"
+        )
+    try:
+        with safe_open(str(file), framework="pt") as fh:
+            header = fh.metadata() or {}
+        tensors = load_file(str(file), device=str(map_location))
+    except (SafetensorError, OSError) as exc:
+        raise ValueError(f"{file}: not a readable safetensors file ({exc})") from None
+    try:
+        desc = json.loads(header[HEADER_KEY])
+    except (KeyError, json.JSONDecodeError):
+        raise ValueError(f"{file}: no valid '{HEADER_KEY}' description in the header") from None
+    if not isinstance(desc, dict) or desc.get("kind") != kind:
+        found = desc.get("kind") if isinstance(desc, dict) else None
+        raise ValueError(f"{file}: not a {what} checkpoint (kind={found!r})")
+    return tensors, desc

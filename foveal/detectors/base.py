@@ -20,7 +20,6 @@ seeds, restored model modes, safetensors) and the detectors, which no library sh
 from __future__ import annotations
 
 import abc
-import json
 import math
 import os
 from collections.abc import Iterable
@@ -47,7 +46,6 @@ DETECTORS: Registry[type[Detector]] = Registry("detector")
 
 WEIGHTS = "detector.safetensors"
 META = "detector.json"
-_KEY = "foveal"
 _KIND = "detector"
 
 D = TypeVar("D", bound="Detector")
@@ -213,14 +211,10 @@ class Detector(abc.ABC):
     # ------------------------------------------------------------------ checkpoints
     def save(self, directory: str | os.PathLike[str], meta: dict[str, Any] | None = None) -> Path:
         """Write ``detector.safetensors`` + ``detector.json`` to ``directory`` (atomically)."""
-        from safetensors.torch import save_file
-
         from foveal import __version__
-        from foveal.io import atomic_path, atomic_write_text
+        from foveal.io import write_described_tensors
 
         self._require_fitted()
-        out = Path(directory)
-        out.mkdir(parents=True, exist_ok=True)
         desc = {
             "kind": _KIND,
             "detector": self.name,
@@ -230,12 +224,9 @@ class Detector(abc.ABC):
             "meta": {**self.meta, **(meta or {})},
             "foveal_version": __version__,
         }
-        text = json.dumps(desc, indent=2, sort_keys=True, default=str)
-        state = {k: v.detach().cpu().contiguous().clone() for k, v in self.state_tensors().items()}
-        with atomic_path(out / WEIGHTS) as tmp:
-            save_file(state, str(tmp), metadata={_KEY: text})
-        atomic_write_text(out / META, text + "\n")
-        return out
+        return write_described_tensors(
+            directory, self.state_tensors(), desc, weights=WEIGHTS, meta=META
+        )
 
     @classmethod
     def from_config(cls: type[D], config: dict[str, Any], model: nn.Module | None) -> D:
@@ -274,28 +265,19 @@ def load_detector(
         ValueError: ``path`` is not a detector checkpoint (missing, pickle, corrupt) or the
             classifier is missing.
     """
-    from safetensors import SafetensorError, safe_open
-    from safetensors.torch import load_file
+    from foveal.io import read_described_tensors
 
+    tensors, desc = read_described_tensors(
+        path,
+        weights=WEIGHTS,
+        meta=META,
+        kind=_KIND,
+        what="detector",
+        hint="written by Detector.save or `foveal detect train`",
+        map_location=map_location,
+    )
     p = Path(path)
     weights = p / WEIGHTS if p.is_dir() else p
-    if not weights.exists() or weights.suffix != ".safetensors":
-        raise ValueError(
-            f"no detector at {path!s}: expected a directory containing {WEIGHTS} and {META} "
-            "(written by Detector.save or `foveal detect train`)"
-        )
-    try:
-        with safe_open(str(weights), framework="pt") as fh:
-            header = fh.metadata() or {}
-        tensors = load_file(str(weights), device=str(map_location))
-    except (SafetensorError, OSError) as exc:
-        raise ValueError(f"{weights}: not a readable safetensors file ({exc})") from None
-    try:
-        desc = json.loads(header[_KEY])
-    except (KeyError, json.JSONDecodeError):
-        raise ValueError(f"{weights}: no valid '{_KEY}' description in the header") from None
-    if not isinstance(desc, dict) or desc.get("kind") != _KIND:
-        raise ValueError(f"{weights}: not a detector checkpoint (kind={desc.get('kind')!r})")
     cls = DETECTORS.get(str(desc.get("detector")))
     config = desc.get("config")
     if not isinstance(config, dict):

@@ -28,7 +28,6 @@ safetensors + JSON (``masker.safetensors``, ``masker.json``), never pickles.
 
 from __future__ import annotations
 
-import json
 import logging
 import math
 import os
@@ -59,7 +58,6 @@ logger = logging.getLogger(__name__)
 
 WEIGHTS = "masker.safetensors"
 META = "masker.json"
-_KEY = "foveal"
 _KIND = "masking-model"
 
 
@@ -410,27 +408,18 @@ def save_masking_model(
     ``meta`` (JSON-serialisable: the classifier it explains, the objective, metrics) is
     stored beside the architecture config, in the JSON file and in the weights' header.
     """
-    from safetensors.torch import save_file
-
     from foveal import __version__
-    from foveal.io import atomic_path, atomic_write_text
+    from foveal.io import write_described_tensors
 
     if not isinstance(masker, MaskingModel):
         raise TypeError(f"masker must be a MaskingModel; got {type(masker).__name__}")
-    out = Path(directory)
-    out.mkdir(parents=True, exist_ok=True)
     full = {
         "kind": _KIND,
         "config": dict(masker.config),
         "meta": dict(meta or {}),
         "foveal_version": __version__,
     }
-    text = json.dumps(full, indent=2, sort_keys=True, default=str)
-    state = {k: v.detach().cpu().contiguous().clone() for k, v in masker.state_dict().items()}
-    with atomic_path(out / WEIGHTS) as tmp:
-        save_file(state, str(tmp), metadata={_KEY: text})
-    atomic_write_text(out / META, text + "\n")
-    return out
+    return write_described_tensors(directory, masker.state_dict(), full, weights=WEIGHTS, meta=META)
 
 
 def load_masking_model(
@@ -441,28 +430,19 @@ def load_masking_model(
     Raises:
         ValueError: ``path`` is not a masking-model checkpoint (missing, pickle, corrupt).
     """
-    from safetensors import SafetensorError, safe_open
-    from safetensors.torch import load_file
+    from foveal.io import read_described_tensors
 
+    state, desc = read_described_tensors(
+        path,
+        weights=WEIGHTS,
+        meta=META,
+        kind=_KIND,
+        what="masking model",
+        hint="written by foveal.saliency.save_masking_model or `foveal saliency train-mask`",
+        map_location=map_location,
+    )
     p = Path(path)
     weights = p / WEIGHTS if p.is_dir() else p
-    if not weights.exists() or weights.suffix != ".safetensors":
-        raise ValueError(
-            f"no masking model at {path!s}: expected a directory containing {WEIGHTS} and {META} "
-            "(written by foveal.saliency.save_masking_model or `foveal saliency train-mask`)"
-        )
-    try:
-        with safe_open(str(weights), framework="pt") as fh:
-            header = fh.metadata() or {}
-        state = load_file(str(weights), device=str(map_location))
-    except (SafetensorError, OSError) as exc:
-        raise ValueError(f"{weights}: not a readable safetensors file ({exc})") from None
-    try:
-        desc = json.loads(header[_KEY])
-    except (KeyError, json.JSONDecodeError):
-        raise ValueError(f"{weights}: no valid '{_KEY}' description in the header") from None
-    if not isinstance(desc, dict) or desc.get("kind") != _KIND:
-        raise ValueError(f"{weights}: not a masking-model checkpoint (kind={desc.get('kind')!r})")
     config = desc.get("config")
     keys = {"num_classes", "in_channels", "width", "depth"}
     if not isinstance(config, dict) or set(config) != keys:
