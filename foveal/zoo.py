@@ -169,6 +169,12 @@ def zoo_path(
     paths: dict[str, Path] = {}
     for n in _order(data, name):
         job = _job(data, n, scale, paths).model_dump(exclude={"out"})
+        # Dependencies enter the hash by their directory names (which carry their own hashes),
+        # not by absolute paths: a cache moved to another root keeps its models.
+        if job.get("init"):
+            job["init"] = Path(job["init"]).name
+        if job["recipe"].get("reference"):
+            job["recipe"]["reference"] = Path(job["recipe"]["reference"]).name
         blob = json.dumps({"job": job, "version": foveal.__version__}, sort_keys=True)
         digest = hashlib.sha256(blob.encode()).hexdigest()[:10]
         paths[n] = root / data / f"{n}-{scale}-{digest}"

@@ -47,3 +47,14 @@ def test_unknown_entries_are_named() -> None:
     with pytest.raises(ValueError, match="scale must be one of"):
         zoo_path("shapes", "standard", scale="huge")
     assert "standard" in ZOO["digits"]
+
+
+def test_paths_do_not_depend_on_the_cache_root(tmp_path: Path) -> None:
+    # Fine-tuned entries name their dependencies (init, SIP reference) by hashed directory
+    # name, not absolute path, so a relocated cache keeps every model.
+    for name in ("standard", "madry", "sip-h"):
+        a = zoo_path("shapes", name, cache=tmp_path / "a")
+        b = zoo_path("shapes", name, cache=tmp_path / "elsewhere" / "b")
+        assert a.name == b.name and a.parent != b.parent
+    # ... while a different dependency still changes the name.
+    assert zoo_path("shapes", "madry").name != zoo_path("shapes", "madry", scale="smoke").name
