@@ -118,7 +118,7 @@ EXPERIMENTS.register("sip", help="seed 003: SIP-H / SIP-S vs Madry, TRADES, FAT,
         paper="SIP-AT improves clean and robust accuracy (papers/003)",
         scales={
             "default": {
-                "n": 200,
+                "n": 150,
                 "eps": [1, 2, 4],
                 "aa_steps": 50,
                 "aa_queries": 500,
