@@ -263,6 +263,34 @@ def _probe(ctx: CellContext, cell: Cell) -> dict[str, Any]:
     return record
 
 
+def _attacked(
+    ctx: CellContext,
+    cell: Cell,
+    key: str,
+    attack: Any,
+    call: Callable[[slice], Any] | None = None,
+    *,
+    foreground: torch.Tensor | None = None,
+    mask: torch.Tensor | None = None,
+    extra: dict[str, torch.Tensor] | None = None,
+) -> tuple[dict[str, Any], _Run]:
+    """Run ``call`` (default: ``attack`` on each batch) over the images, measure the cell and,
+    when the cell keeps examples, save its example rows (``mask`` defaults to the data's)."""
+    if call is None:
+
+        def call(sl: slice) -> Any:
+            return attack.run(ctx.images[sl], ctx.labels[sl])
+
+    run = _run_batches(ctx, call)
+    record = _measure(ctx, cell.model, run, foreground=foreground)
+    if cell.examples:
+        rows_mask = ctx.masks if mask is None else mask
+        record["examples"] = _save_examples(
+            ctx, key, attack, run.adversarial, rows_mask, extra or {}
+        )
+    return record, run
+
+
 def _clean(ctx: CellContext, cell: Cell) -> dict[str, Any]:
     correct = ctx.clean_predictions(cell.model) == ctx.labels
     return {"metrics": {"accuracy": _mean(correct)}, "correct": _bool_string(correct)}
@@ -280,11 +308,7 @@ def _pgd(ctx: CellContext, cell: Cell, key: str) -> dict[str, Any]:
         restarts=s["restarts"],
         seed=ctx.seed,
     )
-    run = _run_batches(ctx, lambda sl: attack.run(ctx.images[sl], ctx.labels[sl]))
-    record = _measure(ctx, cell.model, run)
-    if cell.examples:
-        record["examples"] = _save_examples(ctx, key, attack, run.adversarial, ctx.masks, {})
-    return record
+    return _attacked(ctx, cell, key, attack)[0]
 
 
 def _dual(ctx: CellContext, cell: Cell, key: str) -> dict[str, Any]:
@@ -305,13 +329,9 @@ def _dual(ctx: CellContext, cell: Cell, key: str) -> dict[str, Any]:
     def call(sl: slice) -> Any:
         return attack.run(ctx.images[sl], ctx.labels[sl], masks=masks[sl])
 
-    run = _run_batches(ctx, call)
-    record = _measure(ctx, cell.model, run, foreground=masks)
-    if cell.examples:
-        record["examples"] = _save_examples(
-            ctx, key, attack, run.adversarial, masks, {"masks": masks}
-        )
-    return record
+    return _attacked(
+        ctx, cell, key, attack, call, foreground=masks, mask=masks, extra={"masks": masks}
+    )[0]
 
 
 def _sip(ctx: CellContext, cell: Cell, key: str) -> dict[str, Any]:
@@ -328,11 +348,7 @@ def _sip(ctx: CellContext, cell: Cell, key: str) -> dict[str, Any]:
         threat = frozen(salient[sl], s["eps"], s["norm"])
         return attack.run(ctx.images[sl], ctx.labels[sl], threat=threat)
 
-    run = _run_batches(ctx, call)
-    record = _measure(ctx, cell.model, run, foreground=salient)
-    if cell.examples:
-        record["examples"] = _save_examples(ctx, key, attack, run.adversarial, salient, {})
-    return record
+    return _attacked(ctx, cell, key, attack, call, foreground=salient, mask=salient)[0]
 
 
 def _sai(ctx: CellContext, cell: Cell, key: str) -> dict[str, Any]:
@@ -356,8 +372,7 @@ def _sai(ctx: CellContext, cell: Cell, key: str) -> dict[str, Any]:
         )
     else:
         attack = BIM(model, norm="l2", eps=eps, steps=s["steps"], seed=ctx.seed)
-    run = _run_batches(ctx, lambda sl: attack.run(ctx.images[sl], ctx.labels[sl]))
-    record = _measure(ctx, cell.model, run)
+    record, run = _attacked(ctx, cell, key, attack)
     record["metrics"]["l2_budget"] = eps
     y = ctx.labels
     transforms: dict[str, Any] = {}
@@ -372,8 +387,6 @@ def _sai(ctx: CellContext, cell: Cell, key: str) -> dict[str, Any]:
             "success_rate": _mean(~adv_ok[clean_ok]),
         }
     record["transforms"] = transforms
-    if cell.examples:
-        record["examples"] = _save_examples(ctx, key, attack, run.adversarial, ctx.masks, {})
     return record
 
 
@@ -382,11 +395,7 @@ def _perceptual(ctx: CellContext, cell: Cell, key: str) -> dict[str, Any]:
 
     s = cell.settings
     attack = PerceptualBall(ctx.models[cell.model], eps=s["eps"], steps=s["steps"], seed=ctx.seed)
-    run = _run_batches(ctx, lambda sl: attack.run(ctx.images[sl], ctx.labels[sl]))
-    record = _measure(ctx, cell.model, run)
-    if cell.examples:
-        record["examples"] = _save_examples(ctx, key, attack, run.adversarial, ctx.masks, {})
-    return record
+    return _attacked(ctx, cell, key, attack)[0]
 
 
 def _autoattack(ctx: CellContext, cell: Cell, key: str) -> dict[str, Any]:
@@ -401,11 +410,7 @@ def _autoattack(ctx: CellContext, cell: Cell, key: str) -> dict[str, Any]:
         n_queries=s["n_queries"],
         seed=ctx.seed,
     )
-    run = _run_batches(ctx, lambda sl: attack.run(ctx.images[sl], ctx.labels[sl]))
-    record = _measure(ctx, cell.model, run)
-    if cell.examples:
-        record["examples"] = _save_examples(ctx, key, attack, run.adversarial, ctx.masks, {})
-    return record
+    return _attacked(ctx, cell, key, attack)[0]
 
 
 def _transfer(ctx: CellContext, cell: Cell) -> dict[str, Any]:
