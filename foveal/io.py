@@ -123,8 +123,9 @@ def read_described_tensors(
     what: str,
     hint: str,
     map_location: Any = "cpu",
-) -> tuple[dict[str, Any], dict[str, Any]]:
-    """Read a file written by :func:`write_described_tensors`: ``(tensors, description)``.
+) -> tuple[dict[str, Any], dict[str, Any], Path]:
+    """Read a file written by :func:`write_described_tensors`: ``(tensors, description, file)``
+    with ``file`` the weights file read (for error messages).
 
     ``path`` is the directory or its weights file. Only safetensors is read (never a pickle).
 
@@ -155,4 +156,4 @@ def read_described_tensors(
     if not isinstance(desc, dict) or desc.get("kind") != kind:
         found = desc.get("kind") if isinstance(desc, dict) else None
         raise ValueError(f"{file}: not a {what} checkpoint (kind={found!r})")
-    return tensors, desc
+    return tensors, desc, file

@@ -267,7 +267,7 @@ def load_detector(
     """
     from foveal.io import read_described_tensors
 
-    tensors, desc = read_described_tensors(
+    tensors, desc, weights = read_described_tensors(
         path,
         weights=WEIGHTS,
         meta=META,
@@ -276,8 +276,6 @@ def load_detector(
         hint="written by Detector.save or `foveal detect train`",
         map_location=map_location,
     )
-    p = Path(path)
-    weights = p / WEIGHTS if p.is_dir() else p
     cls = DETECTORS.get(str(desc.get("detector")))
     config = desc.get("config")
     if not isinstance(config, dict):

@@ -313,12 +313,19 @@ class CNNDetector(Detector):
     def load_state_tensors(self, tensors: dict[str, torch.Tensor]) -> None:
         if self.net is None:
             raise ValueError("the checkpoint's config has no 'network' description")
-        state = {k[4:]: v for k, v in tensors.items() if k.startswith("net.")}
-        try:
-            self.net.load_state_dict(state)
-        except RuntimeError as exc:
-            raise ValueError(f"detector weights do not fit the network: {exc}") from None
+        _load_prefixed(self.net, tensors, "net.", "detector weights do not fit the network")
         self.net.to(self.device).eval()
+
+
+def _load_prefixed(
+    module: nn.Module, tensors: dict[str, torch.Tensor], prefix: str, error: str
+) -> None:
+    """Load the ``prefix``-ed entries of a checkpoint into ``module`` (ValueError on mismatch)."""
+    state = {k[len(prefix) :]: v for k, v in tensors.items() if k.startswith(prefix)}
+    try:
+        module.load_state_dict(state)
+    except RuntimeError as exc:
+        raise ValueError(f"{error}: {exc}") from None
 
 
 @DETECTORS.register("id", help="ID: seed 002 CNN on the image (baseline)")
@@ -413,11 +420,9 @@ class _SaliencyDetector(CNNDetector):
 
     def load_state_tensors(self, tensors: dict[str, torch.Tensor]) -> None:
         super().load_state_tensors(tensors)
-        state = {k[7:]: v for k, v in tensors.items() if k.startswith("masker.")}
-        try:
-            self.masker.load_state_dict(state)
-        except RuntimeError as exc:
-            raise ValueError(f"masking-model weights do not fit its config: {exc}") from None
+        _load_prefixed(
+            self.masker, tensors, "masker.", "masking-model weights do not fit its config"
+        )
         self.masker.to(self.device).eval()
 
 

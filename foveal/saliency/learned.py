@@ -432,7 +432,7 @@ def load_masking_model(
     """
     from foveal.io import read_described_tensors
 
-    state, desc = read_described_tensors(
+    state, desc, weights = read_described_tensors(
         path,
         weights=WEIGHTS,
         meta=META,
@@ -441,8 +441,6 @@ def load_masking_model(
         hint="written by foveal.saliency.save_masking_model or `foveal saliency train-mask`",
         map_location=map_location,
     )
-    p = Path(path)
-    weights = p / WEIGHTS if p.is_dir() else p
     config = desc.get("config")
     keys = {"num_classes", "in_channels", "width", "depth"}
     if not isinstance(config, dict) or set(config) != keys:
