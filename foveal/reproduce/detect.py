@@ -56,16 +56,15 @@ class _Store:
 
             self.tensors = load_file(str(self.path))
 
-    def adversarial(self, key: str, make: Any) -> torch.Tensor:
-        if key not in self.tensors:
-            from safetensors.torch import save_file
+    def put(self, tensors: dict[str, torch.Tensor]) -> None:
+        """Add ``tensors`` and rewrite the file once (atomically)."""
+        from safetensors.torch import save_file
 
-            from foveal.io import atomic_path
+        from foveal.io import atomic_path
 
-            self.tensors[key] = make().contiguous()
-            with atomic_path(self.path) as tmp:
-                save_file(self.tensors, str(tmp))
-        return self.tensors[key]
+        self.tensors.update({k: v.contiguous() for k, v in tensors.items()})
+        with atomic_path(self.path) as tmp:
+            save_file(self.tensors, str(tmp))
 
     def masker(self, classifier: Any, images: torch.Tensor) -> Any:
         from foveal.saliency import load_masking_model, save_masking_model, train_masking_model
@@ -107,12 +106,12 @@ def _run(ctx: Context) -> list[Claim]:
     def run_attack(name: str) -> dict[str, Any]:
         atk = seed002_attack(name, clf, **p["attack_overrides"].get(name, {}))
         start = time.perf_counter()
-        res = {}
+        res, advs = {}, {}
         for part, x, y in (("train", xtr, ytr), ("test", xte, yte)):
-            adv, success = generate_adversarial(atk, x, y)
-            store.adversarial(f"{part}.{name}", lambda adv=adv: adv)
+            advs[f"{part}.{name}"], success = generate_adversarial(atk, x, y)
             res[f"success_{part}"] = 100.0 * success
-        d = (store.tensors[f"test.{name}"] - xte).flatten(1)
+        store.put(advs)
+        d = (advs[f"test.{name}"] - xte).flatten(1)
         res.update(
             mean_l2=float(d.norm(dim=1).mean()),
             mean_linf=float(d.abs().amax(1).mean()),
