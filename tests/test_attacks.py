@@ -137,18 +137,25 @@ SPECS: dict[str, AttackSpec] = {
 }
 
 
+#: Iterative attacks also run with ``projection="rescale"`` (name suffix ``+rescale``):
+#: MIM's own direction and PGD's fused step take different code paths.
+RESCALED = ("pgd", "mim", "dual")
+
+
 def build_attack(name: str, model: nn.Module) -> Attack:
+    name, _, variant = name.partition("+")
+    extra = {"projection": "rescale"} if variant == "rescale" else {}
     cls = ATTACKS.get(name)
     if name in SPECS:
-        return cls(model, **SPECS[name].kwargs)
+        return cls(model, **SPECS[name].kwargs, **extra)
     accepted = inspect.signature(cls).parameters
-    return cls(model, **{k: v for k, v in DEFAULT_KWARGS.items() if k in accepted})
+    return cls(model, **{k: v for k, v in DEFAULT_KWARGS.items() if k in accepted}, **extra)
 
 
 CASES = [
     pytest.param(a, t, id=f"{a}-{t}")
-    for a in ATTACKS.names()
-    for t in (SPECS[a].threats if a in SPECS else tuple(THREATS))
+    for a in [*ATTACKS.names(), *(f"{r}+rescale" for r in RESCALED)]
+    for t in (SPECS[a.partition("+")[0]].threats if a.partition("+")[0] in SPECS else THREATS)
 ]
 
 
@@ -277,6 +284,39 @@ def test_bim_l2_is_i_fgm_with_normalised_steps() -> None:
         adv = x + d * (eps / d.flatten(1).norm(dim=1)).clamp(max=1).view(-1, 1, 1, 1)
     ours = BIM(model, eps=eps, norm="l2", steps=steps)(x, y)
     torch.testing.assert_close(ours, adv, atol=1e-10, rtol=0)
+
+
+def test_pgd_l2_rescale_matches_the_torchattacks_update() -> None:
+    # "rescale, then clip" (torchattacks' PGDL2, robustness, AutoAttack), from zero, with
+    # pixels near the box edges so that the clip is active.
+    model = _linear_model(4)
+    x, y = _data(seed=4)
+    eps, alpha, steps = 0.5, 0.2, 5
+    adv = x.clone()
+    for _ in range(steps):
+        g = _grad(model, adv, y)
+        adv = adv + alpha * g / g.flatten(1).norm(dim=1).view(-1, 1, 1, 1)
+        d = adv - x
+        d = d * (eps / d.flatten(1).norm(dim=1)).clamp(max=1).view(-1, 1, 1, 1)
+        adv = (x + d).clamp(0, 1)
+    attack = PGD(model, eps=eps, norm="l2", alpha=alpha, steps=steps, random_start=False,
+                 projection="rescale")
+    ours = attack(x, y)
+    torch.testing.assert_close(ours, adv, atol=1e-10, rtol=0)
+    assert float((adv - x).flatten(1).norm(dim=1).max()) <= eps
+    # the exact projection uses the whole budget where "rescale, then clip" stops short
+    exact = PGD(model, eps=eps, norm="l2", alpha=alpha, steps=steps, random_start=False)(x, y)
+    clipped = ((adv == 0) | (adv == 1)).flatten(1).any(1)
+    assert bool(clipped.any())
+    norms = (exact - x).flatten(1).norm(dim=1)
+    assert torch.allclose(norms[clipped], torch.full_like(norms[clipped], eps), atol=1e-6)
+    assert bool(((adv - x).flatten(1).norm(dim=1)[clipped] < eps - 1e-4).all())
+
+
+def test_projection_must_be_exact_or_rescale() -> None:
+    with pytest.raises(ValueError, match=r"projection must be one of \('exact', 'rescale'\); "
+                       r"got 'fast'"):
+        PGD(tiny_model(), projection="fast")
 
 
 @pytest.mark.parametrize("norm", ["linf", "l2"])

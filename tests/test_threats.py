@@ -115,6 +115,70 @@ def test_region_l2_balls_are_separate() -> None:
     torch.testing.assert_close(out * fg, alone)
 
 
+def test_l2_projection_with_a_superset_of_candidates_is_unchanged() -> None:
+    # The ``within`` hint (a superset of the coordinates outside the box) is a speed-up only.
+    gen = torch.Generator().manual_seed(5)
+    x = torch.rand(6, 300, generator=gen, dtype=torch.float64)
+    x[:, :40] = (x[:, :40] > 0.5).double()  # saturated pixels
+    v = torch.randn(6, 300, generator=gen, dtype=torch.float64) * 0.2
+    eps = torch.tensor([0.0, 0.1, 0.5, 1.0, 3.0, 50.0], dtype=torch.float64)
+    lo, hi = -x, 1 - x
+    plain = project_l2_box(v, lo, hi, eps)
+    reach = float(v.abs().max())
+    idx = (torch.minimum(x, 1 - x).view(-1) < reach).nonzero().squeeze(1)
+    within = (idx, lo.reshape(-1)[idx], hi.reshape(-1)[idx])
+    assert torch.equal(project_l2_box(v, lo, hi, eps, within=within), plain)
+    assert bool((plain.norm(dim=1) <= eps).all())
+
+
+@pytest.mark.parametrize("threat", ["l2", "dual-l2"])
+def test_projection_of_its_own_output_is_returned_and_edits_are_reprojected(threat: str) -> None:
+    x = _images()
+    spec = T.L2(0.3) if threat == "l2" else T.dual(_fg(), 0.1, 0.4, norm="l2")
+    bound = spec.bind(x)
+    v = torch.randn(3, 3, 6, 6, generator=torch.Generator().manual_seed(1))
+    once = bound.project_(v.clone())
+    assert bound.project_(once) is once  # a member: the projection is the identity
+    once.mul_(3.0)  # an in-place edit leaves the set; it must be projected again
+    again = bound.project_(once)
+    assert bool(bound.contains(again, atol=0.0).all())
+    torch.testing.assert_close(again, bound.project(once))
+
+
+def test_rescale_then_clip_closed_form_and_regions() -> None:
+    x = _images()
+    v = torch.randn(3, 3, 6, 6, generator=torch.Generator().manual_seed(2))
+    bound = T.L2(0.4).bind(x)
+    expected = v * (0.4 / v.flatten(1).norm(dim=1)).clamp(max=1).view(-1, 1, 1, 1)
+    expected = (x + expected).clamp(0, 1) - x
+    torch.testing.assert_close(bound.rescale_(v.clone()), expected, atol=1e-6, rtol=0)
+    # members are unchanged
+    inside = bound.project(v)
+    assert torch.equal(bound.rescale_(inside.clone()), inside)
+    # one ball per region, members without tolerance, frozen pixels untouched
+    fg = _fg()
+    regions = T.dual(fg, 0.0, 0.5, norm="l2").bind(x)
+    out = regions.rescale_(v.clone() * 5)
+    assert bool(regions.contains(out, atol=0.0).all())
+    assert torch.equal(out * fg, torch.zeros_like(out))
+    part = v * 5 * (1 - fg)
+    part = part * (0.5 / part.flatten(1).norm(dim=1)).clamp(max=1).view(-1, 1, 1, 1)
+    torch.testing.assert_close(out, (x + part).clamp(0, 1) - x, atol=1e-6, rtol=0)
+
+
+def test_fused_l2_step_equals_step_along_the_ascent() -> None:
+    x = _images()
+    grad = torch.randn_like(x)
+    grad[0] = 0.0  # a zero gradient stays a zero step
+    delta = torch.randn_like(x) * 0.01
+    eps = torch.tensor([0.2, 0.0, 0.5])
+    bound = T.L2(eps).bind(x)
+    for step in (torch.tensor(0.05), 0.3 * bound.budget):
+        expected = delta + step * bound.ascent(grad)
+        torch.testing.assert_close(bound.ascend_(delta.clone(), grad, step), expected)
+    assert torch.equal(bound.ascend_(delta.clone(), grad, torch.tensor(0.05))[0], delta[0])
+
+
 @pytest.mark.parametrize("norm", ["linf", "l2"])
 def test_frozen_pixels_never_move(norm: str) -> None:
     x = _images()

@@ -190,6 +190,8 @@ class DualPerturbation(PGD):
         eot_samples: 0 (default, no EOT) or the number of noise draws of Eq. 9.
         eot_sigma: noise standard deviation for EOT (default 0.25).
         seed: random-start and EOT seed.
+        projection: ``"exact"`` (Euclidean projection after each step, default) or
+            ``"rescale"`` (rescale, then clip); see :mod:`foveal.attacks.iterative`.
 
     Shape:
         images (N,C,H,W) in [0,1], labels (N,), optional masks (N,1,H,W) -> (N,C,H,W).
@@ -229,6 +231,7 @@ class DualPerturbation(PGD):
         eot_samples: int = 0,
         eot_sigma: float = 0.25,
         seed: int | None = 0,
+        projection: str = "exact",
     ) -> None:
         if (alpha_fg is None) != (alpha_bg is None):
             raise ValueError(
@@ -252,6 +255,7 @@ class DualPerturbation(PGD):
             restarts=restarts,
             objective=objective,
             seed=seed,
+            projection=projection,
         )
         lam_value = float(lam)
         if not math.isfinite(lam_value):
@@ -365,7 +369,7 @@ class DualPerturbation(PGD):
         if fg is None:
             fg = self.foreground(problem.images)
         step = self.alpha_fg * fg + self.alpha_bg * (1 - fg)
-        project_ = problem.threat.project_
+        project_ = self.project_(problem)
         for _ in range(self.steps):
             grad, _ = problem.gradient(delta)
             delta = project_(delta.addcmul_(step, problem.threat.ascent(grad)))

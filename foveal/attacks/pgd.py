@@ -32,6 +32,8 @@ class PGD(IterativeAttack):
         restarts: runs with different random starts; each sample keeps its best.
         objective: ``"ce"`` (default), ``"margin"``, an Objective or a callable.
         seed: random-start seed (None: fresh each call).
+        projection: ``"exact"`` (Euclidean projection after each step, default) or
+            ``"rescale"`` (rescale, then clip); see :mod:`foveal.attacks.iterative`.
 
     Shape:
         images (N,C,H,W) in [0,1], labels (N,) -> adversarial images (N,C,H,W).
@@ -64,6 +66,7 @@ class PGD(IterativeAttack):
         restarts: int = 1,
         objective: ObjectiveLike = "ce",
         seed: int | None = 0,
+        projection: str = "exact",
     ) -> None:
         super().__init__(
             model,
@@ -76,4 +79,5 @@ class PGD(IterativeAttack):
             restarts=restarts,
             objective=objective,
             seed=seed,
+            projection=projection,
         )

@@ -104,6 +104,21 @@ class BoundThreat(abc.ABC):
         self._check_delta(delta)
         return self.project_(delta.detach().clone())
 
+    def rescale_(self, delta: torch.Tensor) -> torch.Tensor:
+        """A member of the set near ``delta``, by "rescale, then clip" (may modify ``delta``).
+
+        Each L2 region's part is scaled into its ball, then the whole is clipped to the box: the
+        update most L2 PGD implementations use (torchattacks, robustness, AutoAttack's APGD). It
+        lands inside the set and costs a few passes over the batch, but it is not the Euclidean
+        projection (it can stop short of the budget when pixels saturate). Sets whose projection
+        is a clamp (Linf, eps maps) return :meth:`project_`.
+        """
+        return self.project_(delta)
+
+    def ascend_(self, delta: torch.Tensor, grad: torch.Tensor, step: torch.Tensor) -> torch.Tensor:
+        """``delta + step * ascent(grad)``, computed in place in ``delta`` and returned."""
+        return delta.addcmul_(step, self.ascent(grad))
+
     @abc.abstractmethod
     def ascent(self, grad: torch.Tensor) -> torch.Tensor:
         """Steepest-ascent direction of ``grad`` for this set's norm, unit size per region.

@@ -19,7 +19,8 @@ against closed forms.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import weakref
+from collections.abc import Callable, Sequence
 
 import torch
 
@@ -30,8 +31,35 @@ __all__ = ["BoundL2Regions", "BoundLinfMap", "project_l2_box"]
 _TINY = 1e-30
 
 
+def _outside_box(
+    v: torch.Tensor,
+    lo: torch.Tensor,
+    hi: torch.Tensor,
+    within: tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """The coordinates of ``v`` outside ``[lo, hi]``: flat indices, values and nearest bounds.
+
+    ``within`` (flat indices and their ``lo``, ``hi``) restricts the search to a known superset,
+    which saves a comparison and a ``nonzero`` over the whole batch.
+    """
+    if within is None:
+        w = torch.clamp(v, lo, hi)
+        flat = (w != v).view(-1).nonzero().squeeze(1)
+        return flat, v.reshape(-1).index_select(0, flat), w.view(-1).index_select(0, flat)
+    idx, lo_s, hi_s = within
+    v_s = v.reshape(-1).index_select(0, idx)
+    w_s = torch.clamp(v_s, lo_s, hi_s)
+    sel = (w_s != v_s).nonzero().squeeze(1)
+    return idx.index_select(0, sel), v_s.index_select(0, sel), w_s.index_select(0, sel)
+
+
 def project_l2_box(
-    v: torch.Tensor, lo: torch.Tensor, hi: torch.Tensor, eps: torch.Tensor
+    v: torch.Tensor,
+    lo: torch.Tensor,
+    hi: torch.Tensor,
+    eps: torch.Tensor,
+    *,
+    within: tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None = None,
 ) -> torch.Tensor:
     """Exact Euclidean projection of each row of ``v`` onto ``{d: ||d||_2 <= eps, lo <= d <= hi}``.
 
@@ -45,13 +73,19 @@ def project_l2_box(
     ``t = eps / ||v||``, every iterate stays below the solution (the quadratic over-estimates
     ``g``), the saturated set only grows, and the iteration stops exactly when it no longer
     changes, usually after a few rounds (at most D). A final rescale by ``min(1, eps / ||d||)``
-    (which keeps ``d`` in the box because the box contains 0) absorbs rounding, so the result is
-    always a member.
+    and a margin of a few ulps (which keep ``d`` in the box because the box contains 0) absorb
+    rounding, so the result is always a member.
+
+    Only coordinates of ``v`` outside the box can saturate for some ``t <= 1`` (the box contains
+    0); they are gathered once and the iteration runs on them alone (usually a small fraction:
+    pixels near 0 or 1).
 
     Args:
         v: points to project, (N, D).
         lo, hi: box bounds, (N, D), with ``lo <= 0 <= hi``.
         eps: radii, (N,), >= 0.
+        within: optional ``(flat indices, lo there, hi there)`` of a superset of the coordinates
+            of ``v`` that lie outside the box (a speed-up; the result does not depend on it).
 
     Returns:
         (N, D) tensor of ``v``'s dtype.
@@ -61,51 +95,39 @@ def project_l2_box(
         >>> project_l2_box(v, torch.full_like(v, -9), torch.full_like(v, 9), torch.tensor([1.0]))
         tensor([[0.6000, 0.8000]])
     """
+    d = v.shape[1]
     eps = eps.to(v.dtype)
-    eps2 = eps.square()
-    total = torch.linalg.vector_norm(v, dim=1).square()
-    t = (eps / total.sqrt().clamp_min(_TINY)).clamp(max=1.0)
-    # Only coordinates of v outside the box can saturate for some t <= 1 (the box contains 0):
-    # their breakpoints b_i = c_i / v_i lie in [0, 1). They are gathered once and the
-    # iteration runs on them alone (usually a small fraction: pixels near 0 or 1).
-    rows, cols = (torch.clamp(v, lo, hi) != v).nonzero(as_tuple=True)
-    # Fast path: if no coordinate of t * v leaves the box, clip(t v) = t v is the answer (t is
-    # reduced by a few ulps so that rounding cannot take the norm above eps).
-    shrink = torch.where(t < 1, 1 - 8 * torch.finfo(v.dtype).eps, 1.0)
-    scaled_t = t * shrink
-    if len(rows) == 0:
-        return scaled_t[:, None] * v
-    # Flat gathers (index_select) cost a fraction of two-dimensional advanced indexing.
-    flat = rows * v.shape[1] + cols
-    v_c = v.reshape(-1).index_select(0, flat)
-    lo_c, hi_c = lo.reshape(-1).index_select(0, flat), hi.reshape(-1).index_select(0, flat)
-    bound_c = torch.where(v_c > 0, hi_c, lo_c)
-    brk_c = bound_c / v_c
-    if bool((brk_c >= scaled_t[rows]).all()):
-        return scaled_t[:, None] * v
-    c2_c, v2_c = bound_c.square(), v_c.square()
-    zeros = torch.zeros_like(total)
-    for _ in range(len(rows) + 1):
-        saturated = brk_c <= t[rows]
-        s_sat = zeros.index_add(0, rows, torch.where(saturated, c2_c, 0.0))
-        s_free = total - zeros.index_add(0, rows, torch.where(saturated, v2_c, 0.0))
-        t_new = ((eps2 - s_sat).clamp_min(0.0) / s_free.clamp_min(_TINY)).sqrt().clamp(max=1.0)
-        t_new = torch.maximum(t_new, t)
-        if bool((t_new == t).all()):
-            break
-        t = t_new
-    # Only the candidates can leave the box (t <= 1 and the box contains 0): clip them alone.
-    # The norm of the result follows from the candidates and ||v|| (no pass over the batch);
-    # a uniform rescale by min(1, eps / norm) and a margin of a few ulps absorbs rounding, so
-    # the result is always a member (it stays in the box: the box contains 0).
-    clipped = torch.minimum(torch.maximum(t[rows] * v_c, lo_c), hi_c)
-    norm2 = t.square() * (total - zeros.index_add(0, rows, v2_c)).clamp_min(0.0) + zeros.index_add(
-        0, rows, clipped.square()
-    )
+    norm = torch.linalg.vector_norm(v, dim=1)
+    t = (eps / norm.clamp_min(_TINY)).clamp(max=1.0)
     margin = 1 - 32 * torch.finfo(v.dtype).eps
-    scale = (eps / norm2.sqrt().clamp_min(_TINY)).clamp(max=1.0) * margin
-    out = (t * scale)[:, None] * v
-    out.view(-1).index_copy_(0, flat, clipped * scale[rows])
+    flat, v_c, bound_c = _outside_box(v, lo, hi, within)
+    rows = flat // d
+    brk = bound_c / v_c  # in [0, 1): v_c lies outside a box that contains 0
+    saturated = brk <= t.index_select(0, rows)
+    count = int(saturated.sum())
+    if count == 0:  # no coordinate of t * v leaves the box: clip(t v) = t v
+        return (t * torch.where(t < 1, margin, 1.0))[:, None] * v
+    # Columns: (eps^2, ||v||^2) per row, minus (sum_S c_i^2, sum_S v_i^2) over the saturated S.
+    base = torch.stack((eps, norm), 1).square()
+    pair = torch.stack((bound_c, v_c), 1).square()
+    floor = base.new_tensor([0.0, _TINY])
+    zeros = torch.zeros_like(base)
+    while True:
+        rest = (base - zeros.index_add(0, rows, pair * saturated[:, None])).clamp_min(floor)
+        t = torch.maximum((rest[:, 0] / rest[:, 1]).sqrt().clamp(max=1.0), t)
+        saturated = brk <= t.index_select(0, rows)
+        new_count = int(saturated.sum())
+        if new_count == count:  # the saturated set only grows: unchanged means converged
+            break
+        count = new_count
+    # ||clip(t v)||^2 from the sums (no pass over the batch): a rescale by min(1, eps / norm)
+    # and the margin absorb rounding, so the result is a member without tolerance.
+    norm2 = t.square() * rest[:, 1] + (base[:, 0] - rest[:, 0])
+    shrink = (eps / norm2.sqrt().clamp_min(_TINY)).clamp(max=1.0) * margin
+    out = (t * shrink)[:, None] * v
+    clipped = torch.where(saturated, bound_c, v_c * t.index_select(0, rows))
+    clipped.mul_(shrink.index_select(0, rows))
+    out.view(-1).index_copy_(0, flat, clipped)
     return out
 
 
@@ -191,6 +213,10 @@ class BoundL2Regions(BoundThreat):
         self._eps = eps
         self._lo = (-x).flatten(1)
         self._hi = (1 - x).flatten(1)
+        self._superset: tuple[float, tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None] | None
+        self._superset = None
+        self._last: Callable[[], torch.Tensor | None] = lambda: None
+        self._last_version = -1
         per_elem = x.numel() // max(n, 1)
         dims = []
         budget = torch.zeros((n, 1, 1, 1), device=x.device, dtype=x.dtype)
@@ -203,6 +229,7 @@ class BoundL2Regions(BoundThreat):
                 dims.append(m.flatten(1).sum(1))
                 budget = budget + e * m
         self._dims = torch.stack(dims, 1)
+        self._active_ball = (eps[:, 0] > 0).to(x.dtype)
         self.budget = budget
         active = budget > 0
         self._active: torch.Tensor | None = (
@@ -217,22 +244,98 @@ class BoundL2Regions(BoundThreat):
         dev, dt = self.x.device, self.x.dtype
         g = draw("normal", self.x.shape, generator, device=dev, dtype=dt)
         u = draw("uniform", (n, len(self._masks)), generator, device=dev, dtype=dt)
+        # Each part lies inside its ball (the radius carries a margin of a few ulps against
+        # rounding), and the projection of a point of the ball onto ball and box is its clip to
+        # the box (clipping towards 0 only shortens it).
+        margin = 1 - 32 * torch.finfo(dt).eps
         delta = torch.zeros_like(self.x)
         for r, part in enumerate(self._split(g)):
             norm = part.flatten(1).norm(dim=1).clamp_min(_TINY)
             dims = self._dims[:, r].clamp_min(1)
-            radius = self._eps[:, r] * u[:, r].pow(1.0 / dims)
+            radius = self._eps[:, r] * u[:, r].pow(1.0 / dims) * margin
             delta += part * (radius / norm).view(n, 1, 1, 1)
-        return self.project_(delta)
+        flat = delta.view(n, -1)
+        torch.clamp(flat, self._lo, self._hi, out=flat)
+        return self._remember(delta)
+
+    def _candidates(
+        self, delta: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None:
+        """A superset of the coordinates where ``delta`` (or a region's part) can leave the box.
+
+        Coordinate ``i`` can only leave the box if ``|delta_i| > min(x_i, 1 - x_i)``, so the
+        coordinates with ``min(x_i, 1 - x_i) < tau`` cover every candidate while
+        ``max |delta| <= tau``. The set is cached and rebuilt (with a larger ``tau``) only when
+        the perturbation grows past it, which in an iterative attack happens a few times per
+        call. None when the superset would be a large part of the batch (a direct search is
+        then cheaper).
+        """
+        if self._lo.numel() == 0:
+            return None
+        low, high = delta.aminmax()  # one pass, no temporary of the batch's size
+        reach = max(float(high), -float(low))
+        if self._superset is None or reach > self._superset[0]:
+            tau = 1.25 * reach
+            dist = torch.minimum(self._lo.neg(), self._hi).view(-1)
+            idx = (dist < tau).nonzero().squeeze(1)
+            if len(idx) > dist.numel() // 8:
+                self._superset = (tau, None)
+            else:
+                lo, hi = self._lo.view(-1), self._hi.view(-1)
+                self._superset = (tau, (idx, lo.index_select(0, idx), hi.index_select(0, idx)))
+        return self._superset[1]
 
     def project_(self, delta: torch.Tensor) -> torch.Tensor:
+        # A tensor this method (or rescale_) returned, not modified since (same version
+        # counter), is a member, and the projection of a member is itself: it is returned as it
+        # is (the engine projects an attack's result once more).
+        last = self._last()
+        if last is not None and last is delta and delta._version == self._last_version:
+            return delta
+        within = self._candidates(delta)
         parts = [p.flatten(1) for p in self._split(delta)]
-        out = project_l2_box(parts[0], self._lo, self._hi, self._eps[:, 0])
+        out = project_l2_box(parts[0], self._lo, self._hi, self._eps[:, 0], within=within)
         for r in range(1, len(parts)):
-            out = out + project_l2_box(parts[r], self._lo, self._hi, self._eps[:, r])
+            out = out + project_l2_box(
+                parts[r], self._lo, self._hi, self._eps[:, r], within=within
+            )
         # A new tensor (allowed by the contract: callers use the return value); copying it
         # back into ``delta`` would cost one more pass over the batch.
-        return out.view_as(delta)
+        return self._remember(out.view_as(delta))
+
+    def _remember(self, result: torch.Tensor) -> torch.Tensor:
+        self._last = weakref.ref(result)
+        self._last_version = result._version
+        return result
+
+    def rescale_(self, delta: torch.Tensor) -> torch.Tensor:
+        last = self._last()
+        if last is not None and last is delta and delta._version == self._last_version:
+            return delta
+        n = delta.shape[0]
+        # Parts inside their ball are kept (factor 1, so members are unchanged); the others are
+        # scaled onto a sphere a few ulps inside the budget, so that rounding cannot leave it.
+        margin = 1 - 32 * torch.finfo(delta.dtype).eps
+        out: torch.Tensor | None = None
+        for r, part in enumerate(self._split(delta)):
+            norm = torch.linalg.vector_norm(part.flatten(1), dim=1)
+            eps = self._eps[:, r]
+            factor = torch.where(norm > eps, eps / norm.clamp_min(_TINY) * margin, 1.0)
+            scaled = part * factor.view(n, 1, 1, 1)
+            out = scaled if out is None else out.add_(scaled)
+        assert out is not None
+        flat = out.view(n, -1)
+        torch.clamp(flat, self._lo, self._hi, out=flat)
+        return self._remember(out)
+
+    def ascend_(self, delta: torch.Tensor, grad: torch.Tensor, step: torch.Tensor) -> torch.Tensor:
+        if not (len(self._masks) == 1 and self._masks[0] is None):
+            return super().ascend_(delta, grad, step)
+        # Plain ball: the per-sample factor step / ||grad|| is applied inside one addcmul.
+        n = grad.shape[0]
+        norm = torch.linalg.vector_norm(grad.flatten(1), dim=1)
+        coef = self._active_ball / norm.clamp_min(_TINY)  # grad = 0 gives 0 * finite = 0
+        return delta.addcmul_(grad, step * coef.view(n, 1, 1, 1))
 
     def ascent(self, grad: torch.Tensor) -> torch.Tensor:
         n = grad.shape[0]
