@@ -299,8 +299,15 @@ def test_pgd_l2_rescale_matches_the_torchattacks_update() -> None:
         d = adv - x
         d = d * (eps / d.flatten(1).norm(dim=1)).clamp(max=1).view(-1, 1, 1, 1)
         adv = (x + d).clamp(0, 1)
-    attack = PGD(model, eps=eps, norm="l2", alpha=alpha, steps=steps, random_start=False,
-                 projection="rescale")
+    attack = PGD(
+        model,
+        eps=eps,
+        norm="l2",
+        alpha=alpha,
+        steps=steps,
+        random_start=False,
+        projection="rescale",
+    )
     ours = attack(x, y)
     torch.testing.assert_close(ours, adv, atol=1e-10, rtol=0)
     assert float((adv - x).flatten(1).norm(dim=1).max()) <= eps
@@ -314,8 +321,11 @@ def test_pgd_l2_rescale_matches_the_torchattacks_update() -> None:
 
 
 def test_projection_must_be_exact_or_rescale() -> None:
-    with pytest.raises(ValueError, match=r"projection must be one of \('exact', 'rescale'\); "
-                       r"got 'fast'"):
+    with pytest.raises(
+        ValueError,
+        match=r"projection must be one of \('exact', 'rescale'\); "
+        r"got 'fast'",
+    ):
         PGD(tiny_model(), projection="fast")
 
 

@@ -296,9 +296,7 @@ class BoundL2Regions(BoundThreat):
         parts = [p.flatten(1) for p in self._split(delta)]
         out = project_l2_box(parts[0], self._lo, self._hi, self._eps[:, 0], within=within)
         for r in range(1, len(parts)):
-            out = out + project_l2_box(
-                parts[r], self._lo, self._hi, self._eps[:, r], within=within
-            )
+            out = out + project_l2_box(parts[r], self._lo, self._hi, self._eps[:, r], within=within)
         # A new tensor (allowed by the contract: callers use the return value); copying it
         # back into ``delta`` would cost one more pass over the batch.
         return self._remember(out.view_as(delta))
