@@ -64,6 +64,9 @@ def _methods(
         "foveal": lambda: ours(x, y),
         "foveal_dual": lambda: ours(x, y, threat=threat),
     }
+    if norm == "l2":  # Linf projects with one clamp whatever the option
+        rescaled = PGD(model, eps=eps, norm=norm, steps=steps, alpha=alpha, projection="rescale")
+        methods["foveal_rescale"] = lambda: rescaled(x, y)
     if importlib.util.find_spec("torchattacks") is not None:
         import torchattacks
 
@@ -135,9 +138,12 @@ def bench(args: argparse.Namespace) -> dict[str, object]:
                 "images_per_second": {k: args.batch / v for k, v in med.items()},
                 "ratios": _ratios(med),
                 "ratios_of_min": _ratios(best),
+                "paired_ratios": _paired(times),
                 "repeats": repeats,
             }
             _print_block(key, med, best, args.batch)
+            for name, value in _paired(times).items():
+                print(f"  paired {name:<28}{value:>8.3f}")
     return results
 
 
@@ -147,7 +153,20 @@ def _ratios(t: dict[str, float]) -> dict[str, float]:
         if other in t:
             ratios[f"foveal/{other}"] = t["foveal"] / t[other]
     ratios["foveal_dual/foveal"] = t["foveal_dual"] / t["foveal"]
+    if "foveal_rescale" in t and "torchattacks" in t:
+        ratios["foveal_rescale/torchattacks"] = t["foveal_rescale"] / t["torchattacks"]
     return ratios
+
+
+def _paired(times: dict[str, list[float]]) -> dict[str, float]:
+    """Median over repeats of the ratio within each repeat (both timed in the same round)."""
+    pairs = [("foveal", "torchattacks"), ("foveal_rescale", "torchattacks"), ("foveal", "limit")]
+    pairs += [("foveal_rescale", "limit"), ("foveal_dual", "foveal"), ("foveal", "art")]
+    return {
+        f"{a}/{b}": statistics.median(x / y for x, y in zip(times[a], times[b], strict=True))
+        for a, b in pairs
+        if a in times and b in times
+    }
 
 
 def _print_block(key: str, med: dict[str, float], best: dict[str, float], batch: int) -> None:
@@ -161,7 +180,7 @@ def _print_block(key: str, med: dict[str, float], best: dict[str, float], batch:
     rm, rb = _ratios(med), _ratios(best)
     for name in rm:
         if "/limit" not in name:
-            print(f"  {name:<22}{rm[name]:>8.3f}{rb[name]:>21.3f}")
+            print(f"  {name:<28}{rm[name]:>8.3f}{rb[name]:>15.3f}")
 
 
 def main() -> None:

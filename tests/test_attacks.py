@@ -137,14 +137,14 @@ SPECS: dict[str, AttackSpec] = {
 }
 
 
-#: Iterative attacks also run with ``projection="rescale"`` (name suffix ``+rescale``):
-#: MIM's own direction and PGD's fused step take different code paths.
-RESCALED = ("pgd", "mim", "dual")
+#: Iterative attacks also run with ``projection="exact"`` (name suffix ``+exact``): MIM's own
+#: direction and PGD's fused step take different code paths.
+EXACT = ("pgd", "mim", "dual")
 
 
 def build_attack(name: str, model: nn.Module) -> Attack:
     name, _, variant = name.partition("+")
-    extra = {"projection": "rescale"} if variant == "rescale" else {}
+    extra = {"projection": "exact"} if variant == "exact" else {}
     cls = ATTACKS.get(name)
     if name in SPECS:
         return cls(model, **SPECS[name].kwargs, **extra)
@@ -154,7 +154,7 @@ def build_attack(name: str, model: nn.Module) -> Attack:
 
 CASES = [
     pytest.param(a, t, id=f"{a}-{t}")
-    for a in [*ATTACKS.names(), *(f"{r}+rescale" for r in RESCALED)]
+    for a in [*ATTACKS.names(), *(f"{r}+exact" for r in EXACT)]
     for t in (SPECS[a.partition("+")[0]].threats if a.partition("+")[0] in SPECS else THREATS)
 ]
 
@@ -286,7 +286,7 @@ def test_bim_l2_is_i_fgm_with_normalised_steps() -> None:
     torch.testing.assert_close(ours, adv, atol=1e-10, rtol=0)
 
 
-def test_pgd_l2_rescale_matches_the_torchattacks_update() -> None:
+def test_pgd_l2_default_step_matches_the_torchattacks_update() -> None:
     # "rescale, then clip" (torchattacks' PGDL2, robustness, AutoAttack), from zero, with
     # pixels near the box edges so that the clip is active.
     model = _linear_model(4)
@@ -299,20 +299,13 @@ def test_pgd_l2_rescale_matches_the_torchattacks_update() -> None:
         d = adv - x
         d = d * (eps / d.flatten(1).norm(dim=1)).clamp(max=1).view(-1, 1, 1, 1)
         adv = (x + d).clamp(0, 1)
-    attack = PGD(
-        model,
-        eps=eps,
-        norm="l2",
-        alpha=alpha,
-        steps=steps,
-        random_start=False,
-        projection="rescale",
-    )
-    ours = attack(x, y)
+    ours = PGD(model, eps=eps, norm="l2", alpha=alpha, steps=steps, random_start=False)(x, y)
     torch.testing.assert_close(ours, adv, atol=1e-10, rtol=0)
     assert float((adv - x).flatten(1).norm(dim=1).max()) <= eps
     # the exact projection uses the whole budget where "rescale, then clip" stops short
-    exact = PGD(model, eps=eps, norm="l2", alpha=alpha, steps=steps, random_start=False)(x, y)
+    exact = PGD(
+        model, eps=eps, norm="l2", alpha=alpha, steps=steps, random_start=False, projection="exact"
+    )(x, y)
     clipped = ((adv == 0) | (adv == 1)).flatten(1).any(1)
     assert bool(clipped.any())
     norms = (exact - x).flatten(1).norm(dim=1)

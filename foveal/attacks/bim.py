@@ -28,7 +28,7 @@ class BIM(IterativeAttack):
         alpha: absolute step; default ``rel_alpha = 1 / steps`` (step ``eps / steps``).
         rel_alpha: step relative to each region's budget.
         restarts, objective, seed: see :class:`~foveal.attacks.Attack`.
-        projection: ``"exact"`` (default) or ``"rescale"``; see :mod:`foveal.attacks.iterative`.
+        projection: ``"rescale"`` (default) or ``"exact"``; see :mod:`foveal.attacks.iterative`.
 
     Shape:
         images (N,C,H,W) in [0,1], labels (N,) -> adversarial images (N,C,H,W).
@@ -57,7 +57,7 @@ class BIM(IterativeAttack):
         restarts: int = 1,
         objective: ObjectiveLike = "ce",
         seed: int | None = 0,
-        projection: str = "exact",
+        projection: str = "rescale",
     ) -> None:
         super().__init__(
             model,

@@ -190,8 +190,8 @@ class DualPerturbation(PGD):
         eot_samples: 0 (default, no EOT) or the number of noise draws of Eq. 9.
         eot_sigma: noise standard deviation for EOT (default 0.25).
         seed: random-start and EOT seed.
-        projection: ``"exact"`` (Euclidean projection after each step, default) or
-            ``"rescale"`` (rescale, then clip); see :mod:`foveal.attacks.iterative`.
+        projection: ``"rescale"`` (rescale, then clip, as torchattacks; default) or ``"exact"``
+            (Euclidean projection after each step); see :mod:`foveal.attacks.iterative`.
 
     Shape:
         images (N,C,H,W) in [0,1], labels (N,), optional masks (N,1,H,W) -> (N,C,H,W).
@@ -231,7 +231,7 @@ class DualPerturbation(PGD):
         eot_samples: int = 0,
         eot_sigma: float = 0.25,
         seed: int | None = 0,
-        projection: str = "exact",
+        projection: str = "rescale",
     ) -> None:
         if (alpha_fg is None) != (alpha_bg is None):
             raise ValueError(

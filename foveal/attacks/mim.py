@@ -34,7 +34,7 @@ class MIM(IterativeAttack):
         rel_alpha: step relative to each region's budget.
         random_start: start from a random point of the set (default False, as in the paper).
         restarts, objective, seed: see :class:`~foveal.attacks.Attack`.
-        projection: ``"exact"`` (default) or ``"rescale"``; see :mod:`foveal.attacks.iterative`.
+        projection: ``"rescale"`` (default) or ``"exact"``; see :mod:`foveal.attacks.iterative`.
 
     Shape:
         images (N,C,H,W) in [0,1], labels (N,) -> adversarial images (N,C,H,W).
@@ -65,7 +65,7 @@ class MIM(IterativeAttack):
         restarts: int = 1,
         objective: ObjectiveLike = "ce",
         seed: int | None = 0,
-        projection: str = "exact",
+        projection: str = "rescale",
     ) -> None:
         super().__init__(
             model,

@@ -32,8 +32,8 @@ class PGD(IterativeAttack):
         restarts: runs with different random starts; each sample keeps its best.
         objective: ``"ce"`` (default), ``"margin"``, an Objective or a callable.
         seed: random-start seed (None: fresh each call).
-        projection: ``"exact"`` (Euclidean projection after each step, default) or
-            ``"rescale"`` (rescale, then clip); see :mod:`foveal.attacks.iterative`.
+        projection: ``"rescale"`` (rescale, then clip, as torchattacks; default) or ``"exact"``
+            (Euclidean projection after each step); see :mod:`foveal.attacks.iterative`.
 
     Shape:
         images (N,C,H,W) in [0,1], labels (N,) -> adversarial images (N,C,H,W).
@@ -66,7 +66,7 @@ class PGD(IterativeAttack):
         restarts: int = 1,
         objective: ObjectiveLike = "ce",
         seed: int | None = 0,
-        projection: str = "exact",
+        projection: str = "rescale",
     ) -> None:
         super().__init__(
             model,

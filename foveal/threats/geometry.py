@@ -13,8 +13,10 @@ Two classes implement every set in :mod:`foveal.threats`:
   :func:`project_l2_box`.
 
 Written by hand: the reference libraries project L2 balls by "rescale, then clip", which lands
-inside the set but is not the projection; here the projection is exact, which the tests compare
-against closed forms.
+inside the set but is not the projection; here :meth:`BoundThreat.project_` is the exact
+projection, which the tests compare against closed forms, and "rescale, then clip" is
+:meth:`BoundThreat.rescale_` (the per-step update the iterative attacks use by default, see
+:mod:`foveal.attacks.iterative`).
 """
 
 from __future__ import annotations

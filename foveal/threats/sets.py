@@ -143,8 +143,8 @@ class Linf(Threat):
 class L2(Threat):
     """The L2 ball ``||delta||_2 <= eps`` (over C*H*W) intersected with ``0 <= x + delta <= 1``.
 
-    The projection is the exact Euclidean projection onto ball and box
-    (:func:`~foveal.threats.geometry.project_l2_box`), not "rescale then clip".
+    ``project`` is the exact Euclidean projection onto ball and box
+    (:func:`~foveal.threats.geometry.project_l2_box`); ``rescale_`` is "rescale, then clip".
 
     Args:
         eps: radius, a number or a per-sample tensor (N,); >= 0.
