@@ -1,15 +1,17 @@
-"""Per-step cost of an L2 PGD update outside the model: foveal's exact projection against the
-"rescale, then clip" update of torchattacks' ``PGDL2``, next to one forward+backward pass.
+"""Per-step cost of an L2 PGD update outside the model: foveal's two step maps (the default
+"rescale, then clip" and the exact projection) against the update of torchattacks' ``PGDL2``,
+next to one forward+backward pass.
 
 Run: ``python benchmarks/projection_overhead.py [--batch 64] [--size 32] [--repeats 30]``.
 
-Both updates start from the same gradient and run 20 steps (eps 0.5, step 0.1, images in
-[0,1]); foveal's step is ``threat.ascent`` + ``addcmul_`` + ``threat.project_`` (the exact
-Euclidean projection onto the ball intersected with the box), the reference is the update
-written the way ``torchattacks.PGDL2`` writes it (normalise, step, rescale into the ball, clip
-to the box), which stays inside the set but is not the projection. The forward+backward row is
-the ``shapes`` CNN on the same batch, for scale. Medians per step, in milliseconds; writes
-``benchmarks/results/projection_overhead.json``.
+All updates start from the same gradient and run 20 steps (eps 0.5, step 0.1, images in
+[0,1]); foveal's step is ``threat.ascend_`` (normalised gradient step) followed by
+``threat.rescale_`` (the default of the iterative attacks) or ``threat.project_`` (the exact
+Euclidean projection onto the ball intersected with the box, ``projection="exact"``); the
+reference is the update written the way ``torchattacks.PGDL2`` writes it (normalise, step,
+rescale into the ball, clip to the box), which stays inside the set but is not the projection.
+The forward+backward row is the ``shapes`` CNN on the same batch, for scale. Medians per step,
+in milliseconds; writes ``benchmarks/results/projection_overhead.json``.
 """
 
 from __future__ import annotations
@@ -58,7 +60,13 @@ def main() -> None:
     def exact() -> torch.Tensor:
         d = torch.zeros_like(x)
         for _ in range(steps):
-            d = bound.project_(d.addcmul_(step, bound.ascent(grad)))
+            d = bound.project_(bound.ascend_(d, grad, step))
+        return d
+
+    def rescale() -> torch.Tensor:
+        d = torch.zeros_like(x)
+        for _ in range(steps):
+            d = bound.rescale_(bound.ascend_(d, grad, step))
         return d
 
     def rescale_then_clip() -> torch.Tensor:
@@ -82,6 +90,7 @@ def main() -> None:
     for _ in range(2):  # interleaved rounds; the second is reported
         rows = {
             "foveal exact projection": _median_ms(exact, args.repeats, steps),
+            "foveal rescale, then clip (default)": _median_ms(rescale, args.repeats, steps),
             "rescale then clip (torchattacks PGDL2)": _median_ms(
                 rescale_then_clip, args.repeats, steps
             ),

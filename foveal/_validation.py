@@ -37,10 +37,11 @@ def check_images(images: object, name: str = "images", *, ndim: int = 4) -> torc
     if images.numel() == 0:
         return images
     with torch.no_grad():
-        if torch.isnan(images).any():
+        low, high = torch.aminmax(images)  # one pass; NaN propagates to both
+        lo, hi = float(low), float(high)
+        if math.isnan(lo) or math.isnan(hi):
             count = int(torch.isnan(images).sum())
             raise ValueError(f"{name} contains NaN ({count} values)")
-        lo, hi = float(images.min()), float(images.max())
     if lo < 0.0 or hi > 1.0:
         hint = " (did you forget to divide by 255?)" if hi > 1.0 and hi <= 255.0 else ""
         raise ValueError(f"{name} must lie in [0, 1]; observed min={lo:g}, max={hi:g}{hint}")

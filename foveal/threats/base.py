@@ -65,9 +65,14 @@ def draw(
             f"generator must be one torch.Generator or one per sample ({shape[0]}); "
             f"got {len(gens)} generators"
         )
-    rows = [fn(shape[1:], generator=g, device=g.device, dtype=torch.float64) for g in gens]
-    if not rows:
+    if not gens:
         return torch.empty(shape, device=device, dtype=dtype)
+    if all(g.device.type == "cpu" for g in gens):  # rows written in place: no stacking copy
+        out = torch.empty(shape, dtype=torch.float64)
+        for row, g in zip(out, gens, strict=True):
+            fn(shape[1:], generator=g, dtype=torch.float64, out=row)
+        return out.to(device=device, dtype=dtype)
+    rows = [fn(shape[1:], generator=g, device=g.device, dtype=torch.float64) for g in gens]
     return torch.stack([r.to(device) for r in rows]).to(dtype)
 
 
