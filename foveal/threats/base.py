@@ -44,12 +44,14 @@ def draw(
     *,
     device: torch.device,
     dtype: torch.dtype,
+    precision: torch.dtype = torch.float64,
 ) -> torch.Tensor:
     """Draw ``uniform`` [0,1) or standard ``normal`` noise of ``shape`` (N, ...).
 
     With a sequence of generators, row ``i`` is drawn from ``generator[i]`` alone, on that
-    generator's device, so it does not depend on the other rows. The result is moved to
-    ``device`` / ``dtype``.
+    generator's device, so it does not depend on the other rows. Values are drawn in
+    ``precision`` (float64 by default, so the draw does not depend on ``dtype``; float32 normals
+    cost a fifth as much) and returned on ``device`` in ``dtype``.
     """
     if kind not in ("uniform", "normal"):
         raise ValueError(f"kind must be 'uniform' or 'normal'; got {kind!r}")
@@ -57,7 +59,7 @@ def draw(
     shape = tuple(int(s) for s in shape)
     if generator is None or isinstance(generator, torch.Generator):
         gen_device = device if generator is None else generator.device
-        out = fn(shape, generator=generator, device=gen_device, dtype=torch.float64)
+        out = fn(shape, generator=generator, device=gen_device, dtype=precision)
         return out.to(device=device, dtype=dtype)
     gens = list(generator)
     if len(gens) != shape[0]:
@@ -68,11 +70,11 @@ def draw(
     if not gens:
         return torch.empty(shape, device=device, dtype=dtype)
     if all(g.device.type == "cpu" for g in gens):  # rows written in place: no stacking copy
-        out = torch.empty(shape, dtype=torch.float64)
+        out = torch.empty(shape, dtype=precision)
         for row, g in zip(out, gens, strict=True):
-            fn(shape[1:], generator=g, dtype=torch.float64, out=row)
+            fn(shape[1:], generator=g, dtype=precision, out=row)
         return out.to(device=device, dtype=dtype)
-    rows = [fn(shape[1:], generator=g, device=g.device, dtype=torch.float64) for g in gens]
+    rows = [fn(shape[1:], generator=g, device=g.device, dtype=precision) for g in gens]
     return torch.stack([r.to(device) for r in rows]).to(dtype)
 
 
