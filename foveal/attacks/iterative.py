@@ -13,8 +13,9 @@ Euclidean projection instead (for L2 sets the exact projection onto the ball int
 the box, :func:`~foveal.threats.project_l2_box`), which uses the whole budget where pixels
 saturate. Both land inside the set. On trained ``shapes`` models they give the same robust
 accuracy (PGD-20, L2 0.25 / 0.5 / 1.0, 500 images: identical to 0.1 point; the mean perturbation
-norm differs in the fourth decimal), while the exact projection costs about 5% more per step on
-the small ``shapes`` CNN (``benchmarks/README.md``). Linf sets project with one clamp either way.
+norm differs in the fourth decimal), while the exact projection costs 0.4 ms more per step
+outside the model, 1-3% of a PGD-20 call on the small ``shapes`` CNN (``benchmarks/README.md``).
+Linf sets project with one clamp either way.
 
 Step sizes: ``alpha`` is an absolute step (in the set's norm, the same in every region);
 otherwise the step is ``rel_alpha`` times each region's budget, so one setting serves a plain
