@@ -369,7 +369,7 @@ class DualPerturbation(PGD):
         if fg is None:
             fg = self.foreground(problem.images)
         step = self.alpha_fg * fg + self.alpha_bg * (1 - fg)
-        project_ = self.project_(problem)
+        project_ = self.step_map(problem)
         for _ in range(self.steps):
             grad, _ = problem.gradient(delta)
             delta = project_(delta.addcmul_(step, problem.threat.ascent(grad)))

@@ -112,7 +112,7 @@ class IterativeAttack(Attack):
         """The update direction for ``grad``; default: the set's steepest ascent."""
         return problem.threat.ascent(grad)
 
-    def project_(self, problem: Problem) -> Callable[[torch.Tensor], torch.Tensor]:
+    def step_map(self, problem: Problem) -> Callable[[torch.Tensor], torch.Tensor]:
         """The map back into the set after each step (see ``projection``)."""
         threat = problem.threat
         return threat.project_ if self.projection == "exact" else threat.rescale_
@@ -120,7 +120,7 @@ class IterativeAttack(Attack):
     def perturb(self, problem: Problem, delta: torch.Tensor) -> torch.Tensor:
         step = problem.step_size(self.alpha, self.rel_alpha or 0.0)
         state = self.init_state(problem)
-        threat, project_ = problem.threat, self.project_(problem)
+        threat, project_ = problem.threat, self.step_map(problem)
         plain = type(self).direction is IterativeAttack.direction
         for _ in range(self.steps):
             grad, _ = problem.gradient(delta)
