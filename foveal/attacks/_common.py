@@ -107,7 +107,7 @@ def sub_problem(
     if problem.spec is None:
         raise ValueError("sub_problem needs problem.spec (the unbound set); got None")
     x = problem.images[index]
-    bound = problem.spec.subset(index.cpu()).bind(x)
+    bound = problem.spec.subset(index.cpu()).bind_checked(x)  # a subset of checked images
     return Problem(
         problem.model,
         x,

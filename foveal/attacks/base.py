@@ -334,7 +334,7 @@ class Attack(abc.ABC):
         spec = self.threat_for(x) if threat is None else threat
         if not isinstance(spec, Threat):
             raise TypeError(f"threat must be a foveal.threats.Threat; got {type(spec).__name__}")
-        bound = spec.bind(x)
+        bound = spec.bind_checked(x)  # x was checked above
         problem = Problem(
             self.model, x, aim, y, target is not None, bound, self.objective, spec=spec
         )

@@ -31,6 +31,8 @@ from collections.abc import Sequence
 
 import torch
 
+from foveal._validation import check_images
+
 __all__ = ["BoundThreat", "GeneratorLike", "Threat", "draw"]
 
 #: One generator for the whole batch, one generator per sample, or ``None`` (torch's default).
@@ -182,9 +184,14 @@ class Threat(abc.ABC):
     #: ``"linf"`` or ``"l2"``.
     norm: str
 
-    @abc.abstractmethod
     def bind(self, x: torch.Tensor) -> BoundThreat:
         """Check this set against images ``x`` (N,C,H,W) in [0,1] and return its geometry."""
+        return self.bind_checked(check_images(x, "images"))
+
+    @abc.abstractmethod
+    def bind_checked(self, x: torch.Tensor) -> BoundThreat:
+        """:meth:`bind` for images already checked with ``check_images`` (the attack engine
+        validates its inputs once and binds with this)."""
 
     @abc.abstractmethod
     def subset(self, index: torch.Tensor | Sequence[int] | slice) -> Threat:

@@ -24,7 +24,7 @@ from collections.abc import Mapping, Sequence
 
 import torch
 
-from foveal._validation import check_eps, check_images, check_mask
+from foveal._validation import check_eps, check_mask
 from foveal.threats.base import BoundThreat, Threat
 from foveal.threats.geometry import BoundL2Regions, BoundLinfMap
 
@@ -128,8 +128,7 @@ class Linf(Threat):
     def __init__(self, eps: EpsLike = 8 / 255) -> None:
         self.eps = _check_eps_like(eps, "eps")
 
-    def bind(self, x: torch.Tensor) -> BoundThreat:
-        x = check_images(x, "images")
+    def bind_checked(self, x: torch.Tensor) -> BoundThreat:
         n = x.shape[0]
         return BoundLinfMap(x, _eps_column(self.eps, n, "eps", x).view(n, 1, 1, 1))
 
@@ -162,8 +161,7 @@ class L2(Threat):
     def __init__(self, eps: EpsLike = 0.5) -> None:
         self.eps = _check_eps_like(eps, "eps")
 
-    def bind(self, x: torch.Tensor) -> BoundThreat:
-        x = check_images(x, "images")
+    def bind_checked(self, x: torch.Tensor) -> BoundThreat:
         n = x.shape[0]
         return BoundL2Regions(x, [None], _eps_column(self.eps, n, "eps", x)[:, None], ["image"])
 
@@ -268,8 +266,7 @@ class RegionBudget(Threat):
                     f"eps[{k!r}] has {v.shape[0]} per-sample values but masks have {n} samples"
                 )
 
-    def bind(self, x: torch.Tensor) -> BoundThreat:
-        x = check_images(x, "images")
+    def bind_checked(self, x: torch.Tensor) -> BoundThreat:
         n = x.shape[0]
         masks = [
             check_mask(m, x, f"masks[{name!r}]").to(device=x.device, dtype=x.dtype)
@@ -372,8 +369,7 @@ class EpsMap(Threat):
                 raise ValueError(f"eps_map must be >= 0; observed min={lo:g}")
         self.eps_map = eps_map.detach()
 
-    def bind(self, x: torch.Tensor) -> BoundThreat:
-        x = check_images(x, "images")
+    def bind_checked(self, x: torch.Tensor) -> BoundThreat:
         eps_map = check_mask(self.eps_map, x, "eps_map", binary=False)
         return BoundLinfMap(x, eps_map.to(device=x.device, dtype=x.dtype))
 

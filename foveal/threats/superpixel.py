@@ -39,7 +39,7 @@ from collections.abc import Sequence
 
 import torch
 
-from foveal._validation import check_images, check_mask
+from foveal._validation import check_mask
 from foveal.threats.base import BoundThreat, GeneratorLike, Threat, draw
 from foveal.threats.geometry import project_l2_box
 from foveal.threats.sets import (
@@ -119,8 +119,7 @@ class Superpixel(Threat):
         self.mask = mask
         self.channels = channels
 
-    def bind(self, x: torch.Tensor) -> BoundSuperpixel:
-        x = check_images(x, "images")
+    def bind_checked(self, x: torch.Tensor) -> BoundSuperpixel:
         n, _, h, w = x.shape
         if tuple(self.ids.shape) != (n, h, w):
             raise ValueError(
