@@ -33,6 +33,11 @@ __all__ = ["BoundL2Regions", "BoundLinfMap", "project_l2_box"]
 _TINY = 1e-30
 
 
+def _margin(dtype: torch.dtype) -> float:
+    """``1 - 32 ulp``: points scaled onto a sphere by this stay inside it despite rounding."""
+    return 1 - 32 * torch.finfo(dtype).eps
+
+
 def _outside_box(
     v: torch.Tensor,
     lo: torch.Tensor,
@@ -101,7 +106,7 @@ def project_l2_box(
     eps = eps.to(v.dtype)
     norm = torch.linalg.vector_norm(v, dim=1)
     t = (eps / norm.clamp_min(_TINY)).clamp(max=1.0)
-    margin = 1 - 32 * torch.finfo(v.dtype).eps
+    margin = _margin(v.dtype)
     flat, v_c, bound_c = _outside_box(v, lo, hi, within)
     rows = flat // d
     brk = bound_c / v_c  # in [0, 1): v_c lies outside a box that contains 0
@@ -212,6 +217,7 @@ class BoundL2Regions(BoundThreat):
         self.norm = "l2"
         self.regions = tuple(names)
         self._masks = [None if m is None else m.expand_as(x) for m in masks]
+        self._plain = len(self._masks) == 1 and self._masks[0] is None  # one ball, no mask
         self._eps = eps
         self._lo = (-x).flatten(1)
         self._hi = (1 - x).flatten(1)
@@ -251,7 +257,7 @@ class BoundL2Regions(BoundThreat):
         # Each part lies inside its ball (the radius carries a margin of a few ulps against
         # rounding), and the projection of a point of the ball onto ball and box is its clip to
         # the box (clipping towards 0 only shortens it).
-        margin = 1 - 32 * torch.finfo(dt).eps
+        margin = _margin(dt)
         delta = torch.zeros_like(self.x)
         for r, part in enumerate(self._split(g)):
             norm = part.flatten(1).norm(dim=1).clamp_min(_TINY)
@@ -293,8 +299,7 @@ class BoundL2Regions(BoundThreat):
         # A tensor this method (or rescale_) returned, not modified since (same version
         # counter), is a member, and the projection of a member is itself: it is returned as it
         # is (the engine projects an attack's result once more).
-        last = self._last()
-        if last is not None and last is delta and delta._version == self._last_version:
+        if self._is_last(delta):
             return delta
         within = self._candidates(delta)
         parts = [p.flatten(1) for p in self._split(delta)]
@@ -305,19 +310,22 @@ class BoundL2Regions(BoundThreat):
         # back into ``delta`` would cost one more pass over the batch.
         return self._remember(out.view_as(delta))
 
+    def _is_last(self, delta: torch.Tensor) -> bool:
+        """Whether ``delta`` is this set's last output, unmodified since (so a member)."""
+        return self._last() is delta and delta._version == self._last_version
+
     def _remember(self, result: torch.Tensor) -> torch.Tensor:
         self._last = weakref.ref(result)
         self._last_version = result._version
         return result
 
     def rescale_(self, delta: torch.Tensor) -> torch.Tensor:
-        last = self._last()
-        if last is not None and last is delta and delta._version == self._last_version:
+        if self._is_last(delta):
             return delta
         n = delta.shape[0]
         # Parts inside their ball are kept (factor 1, so members are unchanged); the others are
         # scaled onto a sphere a few ulps inside the budget, so that rounding cannot leave it.
-        margin = 1 - 32 * torch.finfo(delta.dtype).eps
+        margin = _margin(delta.dtype)
         out: torch.Tensor | None = None
         for r, part in enumerate(self._split(delta)):
             norm = torch.linalg.vector_norm(part.flatten(1), dim=1)
@@ -331,22 +339,21 @@ class BoundL2Regions(BoundThreat):
         return self._remember(out)
 
     def ascend_(self, delta: torch.Tensor, grad: torch.Tensor, step: torch.Tensor) -> torch.Tensor:
-        if not (len(self._masks) == 1 and self._masks[0] is None):
+        if not self._plain:
             return super().ascend_(delta, grad, step)
         # Plain ball: the per-sample factor step / ||grad|| is applied inside one addcmul.
-        n = grad.shape[0]
+        return delta.addcmul_(grad, step * self._ball_factor(grad))
+
+    def _ball_factor(self, grad: torch.Tensor) -> torch.Tensor:
+        """(N,1,1,1): ``1 / ||grad||`` per sample (0 where the budget is 0); plain ball only."""
         norm = torch.linalg.vector_norm(grad.flatten(1), dim=1)
         coef = self._active_ball / norm.clamp_min(_TINY)  # grad = 0 gives 0 * finite = 0
-        return delta.addcmul_(grad, step * coef.view(n, 1, 1, 1))
+        return coef.view(-1, 1, 1, 1)
 
     def ascent(self, grad: torch.Tensor) -> torch.Tensor:
         n = grad.shape[0]
-        if len(self._masks) == 1 and self._masks[0] is None:  # plain ball: no mask to apply
-            norm = grad.flatten(1).norm(dim=1)
-            inv = torch.where(
-                norm > 0, (self._eps[:, 0] > 0).to(grad.dtype) / norm.clamp_min(_TINY), 0.0
-            )
-            return grad * inv.view(n, 1, 1, 1)
+        if self._plain:  # no mask to apply
+            return grad * self._ball_factor(grad)
         direction = torch.zeros_like(grad)
         for r, part in enumerate(self._split(grad)):
             active = (self._eps[:, r] > 0).to(grad.dtype)
