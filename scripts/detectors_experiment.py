@@ -54,6 +54,7 @@ from foveal.detectors import (
     seed002_attack,
 )
 from foveal.jobs import TrainJob, run_train_job
+from foveal.reproduce.stego import changed_uint8, correctly_classified
 from foveal.saliency import load_masking_model, save_masking_model, train_masking_model
 from foveal.training import TrainConfig, accuracy
 
@@ -276,15 +277,11 @@ def stego_section(args: argparse.Namespace) -> dict[str, Any]:
     clf, _ = classifier(args.work, "shapes", "shapes-cnn", 5, 1000, size=96, init=str(base_path))
     n = args.quick or args.stego_n
     pool = foveal.data.load("shapes", split="test", n=3 * n, size=96)
-    with torch.no_grad():
-        pred = torch.cat(
-            [clf(pool.images[i : i + 100]).argmax(1) for i in range(0, len(pool), 100)]
-        )
-    correct = torch.nonzero(pred == pool.labels).flatten()[:n]
+    correct, accuracy = correctly_classified(clf, pool.images, pool.labels, n)
     x, y = pool.images[correct], pool.labels[correct]
     half = len(x) // 2
     out: dict[str, Any] = {
-        "classifier_accuracy_96px": float((pred == pool.labels).float().mean()),
+        "classifier_accuracy_96px": accuracy,
         "n": len(x),
         "n_train": half,
         "n_test": len(x) - half,
@@ -303,9 +300,7 @@ def stego_section(args: argparse.Namespace) -> dict[str, Any]:
             row[label] = {
                 "success": succ,
                 "seconds": time.perf_counter() - t,
-                "changed_uint8_pixels": float(
-                    ((advs[label] * 255).round() != (x * 255).round()).float().mean()
-                ),
+                "changed_uint8_pixels": changed_uint8(advs[label], x),
             }
         for label in runs:
             det = SteganalysisDetector(seed=0).fit(x[:half], advs[label][:half])

@@ -52,6 +52,21 @@ def _classifier(ctx: Context, size: int) -> Any:
     return model
 
 
+def correctly_classified(
+    model: torch.nn.Module, images: torch.Tensor, labels: torch.Tensor, n: int
+) -> tuple[torch.Tensor, float]:
+    """Indices of the first ``n`` images ``model`` classifies correctly, and its accuracy."""
+    with torch.no_grad():
+        pred = torch.cat([model(images[i : i + 100]).argmax(1) for i in range(0, len(images), 100)])
+    right = pred == labels
+    return torch.nonzero(right).flatten()[:n], float(right.float().mean())
+
+
+def changed_uint8(adv: torch.Tensor, x: torch.Tensor) -> float:
+    """Fraction of the uint8 pixel values an attack changed (what steganalysis sees)."""
+    return float(((adv * 255).round() != (x * 255).round()).float().mean())
+
+
 def steganalysis_rates(ctx: Context) -> dict[str, Any]:
     """Detection accuracy (%) of the steganalysis detector per attack (JSON data).
 
@@ -67,11 +82,7 @@ def steganalysis_rates(ctx: Context) -> dict[str, Any]:
     size, n, delta = p["stego_size"], p["stego_n"], p["delta"]
     model = _classifier(ctx, size)
     pool = ctx.data(split="test", n=2 * n, size=size)
-    with torch.no_grad():
-        pred = torch.cat(
-            [model(pool.images[i : i + 100]).argmax(1) for i in range(0, len(pool), 100)]
-        )
-    right = torch.nonzero(pred == pool.labels).flatten()[:n]
+    right, accuracy = correctly_classified(model, pool.images, pool.labels, n)
     x, y = pool.images[right], pool.labels[right]
     half = len(x) // 2
     # Seed 001's S = 5 on 299-pixel images, in proportion (at least one pixel).
@@ -92,7 +103,7 @@ def steganalysis_rates(ctx: Context) -> dict[str, Any]:
         "delta": delta,
         "eps_l2": eps,
         "superpixel": superpixel,
-        "classifier_accuracy": 100.0 * float((pred == pool.labels).float().mean()),
+        "classifier_accuracy": 100.0 * accuracy,
         "success": {},
         "changed_pixels": {},
         "accuracy": {},
@@ -100,11 +111,10 @@ def steganalysis_rates(ctx: Context) -> dict[str, Any]:
     }
     for name, attack in attacks.items():
         adv, success = generate_adversarial(attack, x, y, batch_size=50)
-        changed = ((adv * 255).round() != (x * 255).round()).float().mean()
         det = SteganalysisDetector(seed=0).fit(x[:half], adv[:half])
         r = detection_accuracy(det, det.score(x[half:]), adv[half:])
         out["success"][name] = 100.0 * success
-        out["changed_pixels"][name] = 100.0 * float(changed)
+        out["changed_pixels"][name] = 100.0 * changed_uint8(adv, x)
         out["accuracy"][name] = 100.0 * r["accuracy"]
         out["auc"][name] = r["auc"]
     return out
