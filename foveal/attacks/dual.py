@@ -362,15 +362,11 @@ class DualPerturbation(PGD):
         return out
 
     # ------------------------------------------------------------------ algorithm
-    def perturb(self, problem: Problem, delta: torch.Tensor) -> torch.Tensor:
+    def step_size(self, problem: Problem) -> torch.Tensor:
+        """``alpha_fg`` on the foreground and ``alpha_bg`` elsewhere when given."""
         if self.alpha_fg is None or self.alpha_bg is None:
-            return super().perturb(problem, delta)
+            return super().step_size(problem)
         fg = self._foreground
         if fg is None:
             fg = self.foreground(problem.images)
-        step = self.alpha_fg * fg + self.alpha_bg * (1 - fg)
-        project_ = self.step_map(problem)
-        for _ in range(self.steps):
-            grad, _ = problem.gradient(delta)
-            delta = project_(delta.addcmul_(step, problem.threat.ascent(grad)))
-        return delta
+        return self.alpha_fg * fg + self.alpha_bg * (1 - fg)

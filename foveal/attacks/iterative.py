@@ -117,8 +117,12 @@ class IterativeAttack(Attack):
         threat = problem.threat
         return threat.project_ if self.projection == "exact" else threat.rescale_
 
+    def step_size(self, problem: Problem) -> torch.Tensor:
+        """The step, broadcastable to the images (``alpha`` or ``rel_alpha`` x budget)."""
+        return problem.step_size(self.alpha, self.rel_alpha or 0.0)
+
     def perturb(self, problem: Problem, delta: torch.Tensor) -> torch.Tensor:
-        step = problem.step_size(self.alpha, self.rel_alpha or 0.0)
+        step = self.step_size(problem)
         state = self.init_state(problem)
         threat, project_ = problem.threat, self.step_map(problem)
         plain = type(self).direction is IterativeAttack.direction
