@@ -1,5 +1,5 @@
 """``python -m foveal`` runs the command line."""
 
-from foveal.cli import main
+from foveal.app.cli import main
 
 main()

@@ -39,6 +39,8 @@ from typing import Any
 import torch
 
 import foveal
+from foveal.app.jobs import TrainJob, run_train_job
+from foveal.app.reproductions.stego import changed_uint8, correctly_classified
 from foveal.attacks import BIM, PGD, SAIFGM, PerceptualBall, sai_budget
 from foveal.detectors import (
     ATTACK_LABELS,
@@ -53,8 +55,6 @@ from foveal.detectors import (
     saliency_shift,
     seed002_attack,
 )
-from foveal.jobs import TrainJob, run_train_job
-from foveal.reproduce.stego import changed_uint8, correctly_classified
 from foveal.saliency import load_masking_model, save_masking_model, train_masking_model
 from foveal.training import TrainConfig, accuracy
 

@@ -36,7 +36,7 @@ def trained_shapes_model(shapes_small):
     """The default `foveal train --data shapes` model (~98% test accuracy; trained once, then
     cached on disk); returns (model, 500 test images). For the slow cross-check tests."""
     import foveal
-    from foveal.jobs import TrainJob, run_train_job
+    from foveal.app.jobs import TrainJob, run_train_job
 
     _, test = shapes_small
     cache = (

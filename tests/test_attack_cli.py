@@ -12,7 +12,7 @@ from safetensors.torch import load_file
 from typer.testing import CliRunner
 
 import foveal
-from foveal.cli import app
+from foveal.app.cli import app
 
 runner = CliRunner()
 DATA = ["--data", "shapes", "--n", "12", "--size", "16", "--batch-size", "5"]

@@ -13,7 +13,7 @@ import pytest
 from typer.testing import CliRunner
 
 import foveal
-from foveal.cli import app
+from foveal.app.cli import app
 from foveal.io import read_jsonl
 
 runner = CliRunner()

@@ -152,7 +152,7 @@ def test_smooth_cli_certify_and_predict(tmp_path) -> None:
 
     from typer.testing import CliRunner
 
-    from foveal.cli import app
+    from foveal.app.cli import app
 
     net = foveal.models.create("shapes-cnn", width=4)
     foveal.models.save(net, tmp_path / "m", {"arch": "shapes-cnn", "arch_kwargs": {"width": 4},

@@ -9,7 +9,7 @@ import torch
 from typer.testing import CliRunner
 
 import foveal
-from foveal.cli import app
+from foveal.app.cli import app
 
 
 @pytest.fixture(scope="module")

@@ -1,4 +1,4 @@
-"""``foveal.evaluate``: config schema, resume, sanity checks, escaping, detectors, transfer.
+"""``foveal.app.evaluation``: config schema, resume, sanity checks, escaping, detectors, transfer.
 
 Small untrained models and a tiny suite keep these fast; the ``--quick`` run of the built-in
 models and the browser check of its report are in ``test_evaluate_report.py``.
@@ -19,11 +19,17 @@ from torch import nn
 from typer.testing import CliRunner
 
 import foveal
-from foveal.cli import app
-from foveal.evaluate import Report, build_config, load_config_file, sanity_checks
-from foveal.jobs import format_validation_error
+from foveal.app.cli import app
+from foveal.app.evaluation import (
+    Report,
+    build_config,
+    evaluate,
+    load_config_file,
+    sanity_checks,
+)
+from foveal.app.jobs import format_validation_error
 
-runner_module = importlib.import_module("foveal.evaluate.runner")
+runner_module = importlib.import_module("foveal.app.evaluation.runner")
 
 #: A suite of every family with the smallest settings (steps 2, one budget each).
 TINY: dict[str, Any] = {
@@ -122,36 +128,36 @@ def test_interrupted_run_resumes_without_recomputing(tmp_path: Path, monkeypatch
         return real(cell, key, ctx)
 
     monkeypatch.setattr(runner_module, "compute_cell", counting)
-    first = foveal.evaluate({"net": model}, "shapes", config=TINY, out=tmp_path / "a", render=False)
+    first = evaluate({"net": model}, "shapes", config=TINY, out=tmp_path / "a", render=False)
     assert first.interrupted and len(first.results) == stop_after
     assert len(first.missing) == len(first.cells) - stop_after
     assert not (tmp_path / "a" / "report.html").exists()
 
     calls.clear()
     stop_after = None  # type: ignore[assignment]
-    second = foveal.evaluate({"net": model}, "shapes", config=TINY, out=tmp_path / "a")
+    second = evaluate({"net": model}, "shapes", config=TINY, out=tmp_path / "a")
     assert not second.interrupted and second.complete
     assert len(calls) == len(second.cells) - 5  # finished cells were not recomputed
     assert set(calls).isdisjoint(first.records)
 
     calls.clear()
-    whole = foveal.evaluate({"net": model}, "shapes", config=TINY, out=tmp_path / "b", render=False)
+    whole = evaluate({"net": model}, "shapes", config=TINY, out=tmp_path / "b", render=False)
     assert len(calls) == len(whole.cells)
     assert _strip(second.results) == _strip(whole.results)
 
     # A rerun computes nothing; a truncated last line (a crash mid-write) is recomputed.
     calls.clear()
-    foveal.evaluate({"net": model}, "shapes", config=TINY, out=tmp_path / "b", render=False)
+    evaluate({"net": model}, "shapes", config=TINY, out=tmp_path / "b", render=False)
     assert calls == []
     results = tmp_path / "b" / "results.jsonl"
     lines = results.read_text().splitlines()
     results.write_text("\n".join(lines[:-1]) + "\n" + lines[-1][:40])
-    again = foveal.evaluate({"net": model}, "shapes", config=TINY, out=tmp_path / "b", render=False)
+    again = evaluate({"net": model}, "shapes", config=TINY, out=tmp_path / "b", render=False)
     assert len(calls) == 1 and again.complete
 
 
 def test_report_reloads_and_rerenders(tmp_path: Path) -> None:
-    report = foveal.evaluate({"net": _net()}, "shapes", config=TINY, out=tmp_path)
+    report = evaluate({"net": _net()}, "shapes", config=TINY, out=tmp_path)
     for name in ("report.html", "summary.json", "results.jsonl", "suite.json"):
         assert (tmp_path / name).is_file(), name
     figures = {p.name for p in (tmp_path / "figures").glob("*.png")}
@@ -212,7 +218,7 @@ class _Randomized(nn.Module):
 )
 def test_sanity_checks_fire_on_broken_models(tmp_path: Path, wrapper, check: str) -> None:
     net = _net()
-    report = foveal.evaluate(
+    report = evaluate(
         {"broken": wrapper(net), "healthy": net},
         "shapes",
         config=PGD_ONLY,
@@ -264,7 +270,7 @@ def test_sanity_checks_on_records() -> None:
 def test_report_escapes_every_string(tmp_path: Path) -> None:
     name = '<script>alert("x")</script>'
     config = {**PGD_ONLY, "pgd": {"linf": [8 / 255], "l2": [], "steps": 1}}
-    report = foveal.evaluate({name: _net()}, "shapes", config=config, out=tmp_path)
+    report = evaluate({name: _net()}, "shapes", config=config, out=tmp_path)
     page = (tmp_path / "report.html").read_text()
     assert "<script" not in page
     assert "&lt;script&gt;alert(&quot;x&quot;)&lt;/script&gt;" in page
@@ -287,7 +293,7 @@ def test_detectors_and_transfer_matrix(tmp_path: Path) -> None:
         "examples": 2,
         "transfer": {"attacks": ["pgd"], "steps": 1},
     }
-    report = foveal.evaluate(
+    report = evaluate(
         {"target": _net(0)},
         "shapes",
         config=config,
@@ -306,7 +312,7 @@ def test_detectors_and_transfer_matrix(tmp_path: Path) -> None:
     figures = {p.name for p in (tmp_path / "figures").glob("*.png")}
     assert {"transfer_pgd.png", "detection.png"} <= figures
     with pytest.raises(TypeError, match="detect"):
-        foveal.evaluate(
+        evaluate(
             {"t": _net()}, "shapes", config=config, out=tmp_path / "x", detectors={"bad": object()}
         )
 
@@ -314,7 +320,7 @@ def test_detectors_and_transfer_matrix(tmp_path: Path) -> None:
 def test_detector_directory_needs_the_detectors_package(tmp_path: Path, monkeypatch) -> None:
     import sys
 
-    from foveal.evaluate.models import resolve_detectors
+    from foveal.app.evaluation.models import resolve_detectors
 
     monkeypatch.setitem(sys.modules, "foveal.detectors", None)  # as if it were not installed
     (tmp_path / "det").mkdir()
@@ -326,7 +332,7 @@ def test_detector_directory_needs_the_detectors_package(tmp_path: Path, monkeypa
 def test_docs_config_example_is_valid_and_every_check_has_an_anchor() -> None:
     import re
 
-    from foveal.evaluate.sanity import CHECKS
+    from foveal.app.evaluation.sanity import CHECKS
 
     page = (Path(__file__).resolve().parents[1] / "docs" / "evaluate.md").read_text()
     (example,) = re.findall(r"```yaml\n(.*?)```", page, flags=re.S)
@@ -339,12 +345,12 @@ def test_docs_config_example_is_valid_and_every_check_has_an_anchor() -> None:
 def test_models_that_do_not_fit_the_data_fail_early(tmp_path: Path) -> None:
     few = foveal.models.create("shapes-cnn", width=4, num_classes=3)
     with pytest.raises(ValueError, match="'few' has 3 outputs"):
-        foveal.evaluate({"few": few}, "shapes", config=PGD_ONLY, out=tmp_path)
+        evaluate({"few": few}, "shapes", config=PGD_ONLY, out=tmp_path)
     grey = foveal.models.create("shapes-cnn", width=4, in_channels=1)
     with pytest.raises(ValueError, match="'grey' cannot classify the evaluation images"):
-        foveal.evaluate({"grey": grey}, "shapes", config=PGD_ONLY, out=tmp_path)
+        evaluate({"grey": grey}, "shapes", config=PGD_ONLY, out=tmp_path)
     with pytest.raises(ValueError, match="built-in models are shapes classifiers"):
-        foveal.evaluate(None, "digits", config=PGD_ONLY, out=tmp_path)
+        evaluate(None, "digits", config=PGD_ONLY, out=tmp_path)
 
 
 def test_cli_run_interrupt_and_resume(tmp_path: Path, monkeypatch) -> None:
@@ -374,7 +380,7 @@ def test_cli_run_interrupt_and_resume(tmp_path: Path, monkeypatch) -> None:
 
 
 def test_paired_significance_of_sanity_differences() -> None:
-    from foveal.evaluate.sanity import significant
+    from foveal.app.evaluation.sanity import significant
 
     assert significant("0000011111", "1111111111")  # 5 images only the first gets wrong
     assert not significant("0001111111", "1110001111")  # 3 vs 3: chance

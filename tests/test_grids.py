@@ -1,4 +1,4 @@
-"""Example grids (foveal.grids)."""
+"""Example grids (foveal.app.grids)."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import pytest
 import torch
 from PIL import Image
 
-from foveal.grids import example_rows, write_grid
+from foveal.app.grids import example_rows, write_grid
 
 
 def test_rows_magnify_the_perturbation_and_fall_back_to_its_magnitude() -> None:

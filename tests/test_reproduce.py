@@ -8,9 +8,9 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from foveal.cli import app
+from foveal.app.cli import app
+from foveal.app.reproductions import EXPERIMENTS, reproduce
 from foveal.io import read_jsonl
-from foveal.reproduce import EXPERIMENTS, reproduce
 
 runner = CliRunner()
 pytestmark = pytest.mark.usefixtures("single_thread")
@@ -65,7 +65,7 @@ def test_smoke_run_writes_page_and_resumes(name: str, tmp_path: Path) -> None:
 def test_interrupted_run_resumes_to_the_uninterrupted_results(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import foveal.reproduce.dual as dual_module
+    import foveal.app.reproductions.dual as dual_module
 
     real = dual_module.accuracy_under
     calls = {"n": 0}

@@ -8,7 +8,7 @@ from pathlib import Path
 from safetensors.torch import load_file
 from typer.testing import CliRunner
 
-from foveal.cli import app
+from foveal.app.cli import app
 
 
 def test_maps_shortcut_and_subcommand(checkpoint: Path, tmp_path) -> None:

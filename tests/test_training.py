@@ -131,7 +131,7 @@ def test_accuracy_restores_mode(tiny) -> None:
 
 @pytest.mark.slow
 def test_default_shapes_training_reaches_95_percent(tmp_path: Path) -> None:
-    from foveal.jobs import TrainJob, run_train_job
+    from foveal.app.jobs import TrainJob, run_train_job
 
     result = run_train_job(TrainJob(out=str(tmp_path)))
     assert result.history[-1]["test_acc"] >= 0.95

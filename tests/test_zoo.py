@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 import foveal
-from foveal.zoo import ZOO, pretrained, zoo_path
+from foveal.app.zoo import ZOO, pretrained, zoo_path
 
 
 def test_pretrained_trains_dependencies_once(tmp_path: Path) -> None:

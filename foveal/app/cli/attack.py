@@ -1,0 +1,342 @@
+"""``foveal attack``: attack a checkpoint on a dataset, write the adversarial images and a summary.
+
+Example::
+
+    foveal attack --model runs/model --data shapes --attack pgd --norm linf --eps 8/255 \\
+        --steps 20 --out runs/pgd
+    foveal attack --model runs/model --attack pgd --threat dual --eps-fg 4/255 --eps-bg 20/255 \\
+        --out runs/dual
+    foveal attack --model runs/model --attack dual --eps-fg 4/255 --eps-bg 20/255 --lam 1 \\
+        --out runs/dual-attack
+    foveal attack --model runs/model --attack sai-fgm --delta 4 --phi 0.33 --beta 2 --out runs/sai
+    foveal attack --model runs/model --attack perceptual --eps 8/255 --steps 20 --out runs/pb
+
+The command is driven by two registries: ``foveal.attacks.ATTACKS`` (``--attack``) and
+``THREAT_BUILDERS`` below (``--threat``: how the perturbation set of a batch is made from the
+batch, e.g. from its foreground masks). Generic options (``--eps``, ``--steps``, ...) and
+``--param KEY=VALUE`` pairs become keyword arguments of the attack's constructor, checked against
+its signature, so a newly registered attack with its own hyper-parameters needs no CLI change.
+Attacks that build their own perturbation set (``dual``, the ``sa*-fgm`` family) use it unless
+``--threat`` is given; ``--eps`` reaches them only when given. ``-p mask_source=ground-truth``
+passes the dataset's masks to an attack whose ``run`` takes ``masks=`` (the dual attack).
+
+Outputs in ``--out``: ``adversarial.safetensors`` (adversarial images as float32, labels, clean
+and adversarial predictions, success, dataset indices; the summary in the header metadata),
+``summary.json`` (clean and robust accuracy, success rate, mean/max perturbation norm per region,
+the attack's configuration and the throughput) and ``grid.png`` (up to 8 images in columns; rows:
+original, adversarial, perturbation magnified to the full range, and the attack's mask — the
+dual attack's foreground, the SA* attention crop, else the dataset mask or the normalised
+perturbation magnitude).
+"""
+
+from __future__ import annotations
+
+import inspect
+import json
+import time
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import torch
+import typer
+
+from foveal.app.cli._app import app, fail
+from foveal.app.grids import example_rows, write_grid
+
+if TYPE_CHECKING:
+    from foveal.attacks import Attack
+from foveal.registry import Registry
+
+__all__ = ["THREAT_BUILDERS", "ThreatOptions", "parse_param"]
+
+
+class ThreatOptions:
+    """The CLI options a threat builder may use."""
+
+    def __init__(self, *, norm: str, eps: float, eps_fg: float | None, eps_bg: float | None):
+        self.norm = norm
+        self.eps = eps
+        self.eps_fg = eps_fg
+        self.eps_bg = eps_bg
+
+
+#: ``--threat`` name -> builder(batch dict, options) -> Threat.
+THREAT_BUILDERS: Registry[Callable[[Mapping[str, torch.Tensor], ThreatOptions], Any]] = Registry(
+    "threat"
+)
+
+
+def _need_mask(batch: Mapping[str, torch.Tensor], name: str) -> torch.Tensor:
+    if batch.get("mask") is None:
+        raise ValueError(f"--threat {name} needs a dataset with foreground masks (e.g. shapes)")
+    return batch["mask"]
+
+
+@THREAT_BUILDERS.register("ball", help="the --norm ball of radius --eps")
+def _ball(batch: Mapping[str, torch.Tensor], o: ThreatOptions) -> Any:
+    from foveal.threats import ball
+
+    return ball(o.norm, o.eps)
+
+
+@THREAT_BUILDERS.register("dual", help="--eps-fg on the foreground mask, --eps-bg elsewhere")
+def _dual(batch: Mapping[str, torch.Tensor], o: ThreatOptions) -> Any:
+    from foveal.threats import dual
+
+    if o.eps_fg is None or o.eps_bg is None:
+        raise ValueError("--threat dual needs --eps-fg and --eps-bg")
+    return dual(_need_mask(batch, "dual"), o.eps_fg, o.eps_bg, o.norm)
+
+
+@THREAT_BUILDERS.register(
+    "box", help="the box [0,1] only (minimal-perturbation attacks: cw, deepfool, jsma)"
+)
+def _box(batch: Mapping[str, torch.Tensor], o: ThreatOptions) -> Any:
+    from foveal.attacks._common import box_threat
+
+    return box_threat(batch["image"], o.norm)
+
+
+@THREAT_BUILDERS.register("frozen", help="--eps everywhere except the foreground, which is frozen")
+def _frozen(batch: Mapping[str, torch.Tensor], o: ThreatOptions) -> Any:
+    from foveal.threats import frozen
+
+    return frozen(_need_mask(batch, "frozen"), o.eps, o.norm)
+
+
+def parse_param(text: str) -> tuple[str, Any]:
+    """``"mu=0.9"`` -> ``("mu", 0.9)``; values: true/false/none, integers, fractions, strings."""
+    from foveal._validation import parse_fraction
+
+    if "=" not in text:
+        raise ValueError(f"--param must look like KEY=VALUE; got {text!r}")
+    key, raw = (s.strip() for s in text.split("=", 1))
+    key = key.replace("-", "_")
+    if not key.isidentifier():
+        raise ValueError(f"--param key must be a name; got {key!r}")
+    low = raw.lower()
+    if low in ("true", "false"):
+        return key, low == "true"
+    if low in ("none", "null"):
+        return key, None
+    try:
+        return key, int(raw)
+    except ValueError:
+        pass
+    try:
+        return key, parse_fraction(raw, key)
+    except ValueError:
+        return key, raw
+
+
+def _attack_kwargs(cls: type[Attack], given: dict[str, Any]) -> dict[str, Any]:
+    accepted = inspect.signature(cls).parameters
+    unknown = [k for k in given if k not in accepted]
+    if unknown:
+        options = ", ".join(f"--{k.replace('_', '-')}" for k in unknown)
+        known = ", ".join(k for k in accepted if k != "model")
+        raise ValueError(f"attack {cls.name!r} does not take {options} (it takes: {known})")
+    return given
+
+
+def _fraction(value: str | None, name: str) -> float | None:
+    from foveal._validation import parse_fraction
+
+    return None if value is None else parse_fraction(value, name)
+
+
+@app.command("attack")
+def attack_command(
+    model: Path = typer.Option(..., help="checkpoint directory (from `foveal train`)"),
+    out: Path = typer.Option(..., help="output directory"),
+    data: str = typer.Option("shapes", help="dataset name (see `foveal datasets`)"),
+    split: str = typer.Option("test", help="train | test"),
+    n: int = typer.Option(512, help="number of images to attack"),
+    size: int = typer.Option(None, help="image side in pixels (default: the checkpoint's)"),
+    data_root: Path = typer.Option(None, help="local root of a real dataset"),
+    attack: str = typer.Option("pgd", help="attack name (pgd, apgd-ce, cw, autoattack, ...)"),
+    threat: str = typer.Option(
+        None, help="perturbation set: ball | dual | frozen | box [default: the attack's own]"
+    ),
+    norm: str = typer.Option("linf", help="linf | l2"),
+    eps: str = typer.Option(None, help="budget, e.g. 8/255 [default: 8/255 linf, 0.5 l2]"),
+    eps_fg: str = typer.Option(None, help="foreground budget (--threat dual, --attack dual)"),
+    eps_bg: str = typer.Option(None, help="background budget (--threat dual, --attack dual)"),
+    lam: str = typer.Option(None, help="salience weight lambda (--attack dual)"),
+    delta: str = typer.Option(None, help="budget in 0-255 units, eps = delta*sqrt(N) (sa*-fgm)"),
+    phi: str = typer.Option(None, help="attention binarisation factor in [0,1] (sa*-fgm)"),
+    beta: str = typer.Option(None, help="superpixel merge threshold, 0-255 units (sa*-fgm)"),
+    steps: int = typer.Option(None, help="iterations (iterative attacks)"),
+    alpha: str = typer.Option(None, help="absolute step size, e.g. 2/255"),
+    rel_alpha: str = typer.Option(None, help="step size relative to the budget"),
+    restarts: int = typer.Option(None, help="random restarts (best kept per sample)"),
+    objective: str = typer.Option(None, help="ce | margin"),
+    target_offset: int = typer.Option(
+        0, help="targeted attack toward (label + offset) mod classes; 0 = untargeted"
+    ),
+    param: list[str] = typer.Option(
+        [], "--param", "-p", help="extra attack keyword, KEY=VALUE (repeatable)"
+    ),
+    batch_size: int = typer.Option(128, help="images per batch"),
+    seed: int = typer.Option(0, help="random-start seed"),
+    device: str = typer.Option("cpu", help="torch device, e.g. cpu or cuda"),
+) -> None:
+    """Attack a model on a dataset; write adversarial images and a JSON summary to --out."""
+    from safetensors.torch import save_file
+    from tqdm import tqdm
+
+    import foveal
+    from foveal.attacks import ATTACKS, DEFAULT_EPS
+    from foveal.io import atomic_path, atomic_write_text
+    from foveal.models import CheckpointError, read_meta
+    from foveal.threats import parse_norm
+
+    try:
+        norm_name = parse_norm(norm, "--norm")
+        eps_value = _fraction(eps, "--eps")
+        if eps_value is None:
+            eps_value = DEFAULT_EPS[norm_name]
+        builder = None if threat is None else THREAT_BUILDERS.get(threat)
+        options = ThreatOptions(
+            norm=norm_name,
+            eps=eps_value,
+            eps_fg=_fraction(eps_fg, "--eps-fg"),
+            eps_bg=_fraction(eps_bg, "--eps-bg"),
+        )
+        cls = ATTACKS.get(attack)
+        accepted = inspect.signature(cls).parameters
+        own_budget = "delta" in accepted or "eps_fg" in accepted
+        given: dict[str, Any] = {"seed": seed}
+        if "norm" in accepted:
+            given["norm"] = norm_name
+        if eps is not None or ("eps" in accepted and not own_budget):
+            given["eps"] = eps_value
+        if "eps_fg" in accepted:
+            for key, budget in (("eps_fg", options.eps_fg), ("eps_bg", options.eps_bg)):
+                if budget is not None:
+                    given[key] = budget
+        for key, value in (
+            ("lam", _fraction(lam, "--lam")),
+            ("delta", _fraction(delta, "--delta")),
+            ("phi", _fraction(phi, "--phi")),
+            ("beta", _fraction(beta, "--beta")),
+            ("steps", steps),
+            ("alpha", _fraction(alpha, "--alpha")),
+            ("rel_alpha", _fraction(rel_alpha, "--rel-alpha")),
+            ("restarts", restarts),
+            ("objective", objective),
+        ):
+            if value is not None:
+                given[key] = value
+        given.update(parse_param(p) for p in param)
+        if n < 1 or batch_size < 1:
+            raise ValueError(f"--n and --batch-size must be >= 1; got {n} and {batch_size}")
+    except ValueError as exc:
+        fail(str(exc))
+        return
+
+    try:
+        meta = read_meta(model)
+        net = foveal.models.load(model, map_location=device)
+    except CheckpointError as exc:
+        fail(str(exc))
+        return
+    except RuntimeError as exc:
+        fail(f"cannot use device {device!r}: {exc}")
+        return
+    shape = meta.get("input_shape")
+    if size is None and isinstance(shape, (list, tuple)) and shape:
+        size = int(shape[-1])
+    try:
+        dataset = foveal.data.load(data, split=split, n=n, size=size, root=data_root)
+        kwargs = _attack_kwargs(cls, given)
+        attacker = cls(net, **kwargs)
+        want_masks = kwargs.get("mask_source") == "ground-truth"
+        if want_masks and not dataset.has_masks:
+            raise ValueError(
+                f"mask_source='ground-truth' needs a dataset with masks; {data!r} has none "
+                "(use mask_source=fixation, or data with masks such as shapes)"
+            )
+    except (ValueError, TypeError) as exc:
+        fail(str(exc))
+        return
+
+    total = len(dataset)
+    grid_rows: list[torch.Tensor] = []
+    classes = int(meta.get("num_classes") or dataset.num_classes)
+    parts: dict[str, list[torch.Tensor]] = {
+        k: [] for k in ("adversarial", "labels", "clean_predictions", "predictions", "success")
+    }
+    norms: dict[str, list[torch.Tensor]] = {}
+    start = time.perf_counter()
+    bar = tqdm(range(0, total, batch_size), desc=f"{attack} on {data}", unit="batch")
+    for lo in bar:
+        batch = dataset.batch(slice(lo, min(lo + batch_size, total)))
+        x = batch["image"].to(device)
+        y = batch["label"].to(device)
+        target = (y + target_offset) % classes if target_offset % classes else None
+        try:
+            batch_threat = None if builder is None else builder(batch, options)
+            extra = {"masks": batch["mask"].to(device)} if want_masks else {}
+            clean = attacker.predict(x)
+            result = attacker.run(x, y, target=target, threat=batch_threat, **extra)
+            if lo == 0:
+                grid_rows = example_rows(attacker, x, result.adversarial, batch, extra)
+        except (ValueError, TypeError) as exc:
+            bar.close()
+            fail(str(exc))
+            return
+        parts["adversarial"].append(result.adversarial.float().cpu())
+        parts["labels"].append(y.cpu())
+        parts["clean_predictions"].append(clean.cpu())
+        parts["predictions"].append(result.predictions.cpu())
+        parts["success"].append(result.success.cpu())
+        for region, values in result.norms.items():
+            norms.setdefault(region, []).append(values.float().cpu())
+        correct = torch.cat(parts["predictions"]) == torch.cat(parts["labels"])
+        bar.set_postfix(robust_acc=f"{float(correct.float().mean()):.3f}")
+    seconds = time.perf_counter() - start
+
+    tensors = {k: torch.cat(v) for k, v in parts.items()}
+    labels = tensors["labels"]
+    summary: dict[str, Any] = {
+        "checkpoint": str(model),
+        "data": {"name": data, "split": split, "n": total, "size": dataset.image_shape[-1]},
+        "attack": attacker.config(),
+        "threat": {
+            "name": threat or "attack default",
+            "norm": norm_name,
+            "eps": eps_value,
+            "eps_fg": options.eps_fg,
+            "eps_bg": options.eps_bg,
+        },
+        "targeted": target_offset % classes != 0,
+        "target_offset": target_offset,
+        "clean_accuracy": float((tensors["clean_predictions"] == labels).float().mean()),
+        "robust_accuracy": float((tensors["predictions"] == labels).float().mean()),
+        "success_rate": float(tensors["success"].float().mean()),
+        "norms": {
+            region: {"mean": float(torch.cat(v).mean()), "max": float(torch.cat(v).max())}
+            for region, v in norms.items()
+        },
+        "seconds": seconds,
+        "images_per_second": total / seconds if seconds > 0 else None,
+        "foveal_version": foveal.__version__,
+    }
+    text = json.dumps(summary, indent=2, sort_keys=True)
+    out.mkdir(parents=True, exist_ok=True)
+    tensors["success"] = tensors["success"].to(torch.uint8)
+    tensors["index"] = torch.arange(total)
+    with atomic_path(out / "adversarial.safetensors") as tmp:
+        save_file(
+            {k: v.contiguous() for k, v in tensors.items()}, str(tmp), metadata={"foveal": text}
+        )
+    atomic_write_text(out / "summary.json", text + "\n")
+    if grid_rows:
+        write_grid(grid_rows, out / "grid.png")
+    typer.echo(
+        f"clean accuracy {summary['clean_accuracy']:.4f}  robust accuracy "
+        f"{summary['robust_accuracy']:.4f}  success rate {summary['success_rate']:.4f}  "
+        f"({total} images, {seconds:.1f} s) -> {out}"
+    )
