@@ -19,7 +19,7 @@ pytestmark = pytest.mark.usefixtures("single_thread")
 def test_list_names_every_reproduction() -> None:
     res = runner.invoke(app, ["reproduce", "--list"])
     assert res.exit_code == 0, res.output
-    for name in ("dual", "sai", "detect", "sip", "perceptual"):
+    for name in ("dual", "sai", "detect", "sip", "perceptual", "detectors"):
         assert name in EXPERIMENTS
         assert res.output.count(f"{name} ") >= 1
     res = runner.invoke(app, ["reproduce", "duall", "--smoke"])
@@ -33,24 +33,31 @@ def test_smoke_run_writes_page_and_resumes(name: str, tmp_path: Path) -> None:
     assert res.exit_code == 0, res.output
     page = (docs / f"{name}.md").read_text(encoding="utf-8")
     exp = EXPERIMENTS.get(name)
-    assert page.startswith(f"# Reproduction `{name}`")
-    assert "| | claim | paper | ours | holds? |" in page.replace("|  |", "| |")
     # Every figure the page links exists.
     for line in page.splitlines():
         if line.startswith("!["):
             target = line.split("](", 1)[1].rstrip(")")
             assert (docs / target).is_file(), target
-    index = (docs / "README.md").read_text(encoding="utf-8")
-    assert f"[{name}]({name}.md) (a)" in index
-    summary = json.loads((docs / f"{name}.json").read_text(encoding="utf-8"))
-    assert summary["scale"] == "smoke" and summary["compute_minutes"] >= 0
-    assert [c["holds"] for c in summary["claims"]] == [
-        {"yes": True, "**no**": False, "n/a": None}[line.rsplit("|", 2)[1].strip()]
-        for line in page.splitlines()
-        if line.startswith("| ")
-        and line.split("|")[1].strip() in "abcdefgh"
-        and len(line.split("|")[1].strip()) == 1
-    ]
+    if not exp.claims:  # an experiment: numbers only, no claims table, not in the index
+        assert page.startswith(f"# Experiment `{name}`")
+        assert "| | claim |" not in page.replace("|  |", "| |")
+        assert not (docs / f"{name}.json").exists()
+        index = docs / "README.md"
+        assert not index.exists() or f"[{name}]" not in index.read_text(encoding="utf-8")
+    else:
+        assert page.startswith(f"# Reproduction `{name}`")
+        assert "| | claim | paper | ours | holds? |" in page.replace("|  |", "| |")
+        index_text = (docs / "README.md").read_text(encoding="utf-8")
+        assert f"[{name}]({name}.md) (a)" in index_text
+        summary = json.loads((docs / f"{name}.json").read_text(encoding="utf-8"))
+        assert summary["scale"] == "smoke" and summary["compute_minutes"] >= 0
+        assert [c["holds"] for c in summary["claims"]] == [
+            {"yes": True, "**no**": False, "n/a": None}[line.rsplit("|", 2)[1].strip()]
+            for line in page.splitlines()
+            if line.startswith("| ")
+            and line.split("|")[1].strip() in "abcdefgh"
+            and len(line.split("|")[1].strip()) == 1
+        ]
     records = read_jsonl(out / "results.jsonl")
     assert records and all("@" in r["key"] for r in records)
     # A second run reads every cell from the cache and computes none.
@@ -88,3 +95,13 @@ def test_interrupted_run_resumes_to_the_uninterrupted_results(
     values = lambda d: {r["key"]: r["value"] for r in read_jsonl(tmp_path / d / "results.jsonl")}  # noqa: E731
     assert values("a") == values("b")
     assert [c.ours for c in resumed.claims] == [c.ours for c in fresh.claims]
+
+
+def test_default_run_writes_nothing_outside_its_results_directory(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    repro = reproduce("sip", scale="smoke", out=tmp_path / "out")
+    assert repro.page == tmp_path / "out" / "sip.md" and repro.page.is_file()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out"]
+    assert (tmp_path / "out" / "README.md").is_file()  # the index of the claims run here

@@ -12,8 +12,8 @@ Robust models are fine-tuned from the standard one for a few epochs with a 5-ste
 CNN stays near chance for several epochs on this machine's budget.
 
 Example:
-    >>> sorted(ZOO["shapes"])[:3]
-    ['dual', 'fat', 'madry']
+    >>> sorted(ZOO["shapes"])[:4]
+    ['detectors', 'detectors-96px', 'dual', 'fat']
 """
 
 from __future__ import annotations
@@ -43,6 +43,7 @@ class ZooEntry:
 
 
 _FINE_TUNE = {"epochs": 4, "lr": 1e-3}
+_DETECTORS_TRAINING = {"epochs": 4, "batch_size": 64, "lr": 3e-3}
 _ROBUST = {"steps": 5}
 
 ZOO: dict[str, dict[str, ZooEntry]] = {
@@ -89,6 +90,23 @@ ZOO: dict[str, dict[str, ZooEntry]] = {
             training=_FINE_TUNE,
             init="standard",
         ),
+        "standard-96px": ZooEntry(
+            "`standard` fine-tuned at 96 pixels for 3 epochs on 2,000 images (steganalysis)",
+            training={"epochs": 3, "batch_size": 64, "lr": 1e-3},
+            job={"size": 96, "n_train": 2000, "n_test": 200},
+            init="standard",
+        ),
+        "detectors": ZooEntry(
+            "shapes-cnn, 6 epochs on 6,000 images (the detectors experiment's classifier)",
+            training={**_DETECTORS_TRAINING, "epochs": 6},
+            job={"arch": "shapes-cnn", "n_train": 6000, "n_test": 500},
+        ),
+        "detectors-96px": ZooEntry(
+            "`detectors` fine-tuned at 96 pixels for 5 epochs on 1,000 images (steganalysis)",
+            training={**_DETECTORS_TRAINING, "epochs": 5},
+            job={"arch": "shapes-cnn", "size": 96, "n_train": 1000, "n_test": 500},
+            init="detectors",
+        ),
         "sip-s": ZooEntry(
             "SIP-AT (soft, salient pixels of the Madry model), fine-tuned from `standard`",
             recipe={"method": "sip-s", "eps": 8 / 255, **_ROBUST},
@@ -99,6 +117,11 @@ ZOO: dict[str, dict[str, ZooEntry]] = {
     },
     "digits": {
         "standard": ZooEntry("standard training (the `foveal train` defaults)"),
+        "detectors": ZooEntry(
+            "mnist-cnn, 4 epochs in batches of 64 (the detectors experiment's classifier)",
+            training=_DETECTORS_TRAINING,
+            job={"arch": "mnist-cnn", "n_test": 500},
+        ),
     },
 }
 
@@ -119,11 +142,10 @@ def _job(data: str, name: str, scale: str, paths: dict[str, Path]) -> TrainJob:
         recipe = {"eval_n": recipe["eval_n"]}
     if entry.reference is not None:
         recipe["reference"] = str(paths[entry.reference])
+    sizes = {k: over[k] for k in ("n_train", "n_test") if k in over}
     return TrainJob(
-        **entry.job,
+        **{"n_train": None, "n_test": None, **entry.job, **sizes},
         data=data,
-        n_train=over.get("n_train"),
-        n_test=over.get("n_test"),
         init=None if entry.init is None else str(paths[entry.init]),
         training=training,
         recipe=recipe,

@@ -16,7 +16,9 @@ def reproduce_command(
     smoke: bool = typer.Option(False, help="seconds-long smoke scale (for tests; no numbers)"),
     out: Path = typer.Option(None, help="results directory (default runs/reproduce/NAME-SCALE)"),
     docs: Path = typer.Option(
-        Path("docs/reproductions"), help="directory of the page NAME.md and its figures"
+        None,
+        help="directory of the page NAME.md, its figures and the claims index "
+        "[default: the results directory]; the project's pages: --docs docs/reproductions",
     ),
     data_root: Path = typer.Option(None, help="local root of a real dataset, where supported"),
 ) -> None:

@@ -9,7 +9,7 @@ paper's figure, ours, holds?) and the figures.
 Example:
     >>> from foveal.app.reproductions import EXPERIMENTS
     >>> sorted(EXPERIMENTS.names())
-    ['detect', 'dual', 'perceptual', 'sai', 'sip']
+    ['detect', 'detectors', 'dual', 'perceptual', 'sai', 'sip']
 """
 
 from __future__ import annotations
@@ -38,6 +38,7 @@ from foveal.app.reproductions import sai  # noqa: F401  isort: skip
 from foveal.app.reproductions import detect  # noqa: F401  isort: skip
 from foveal.app.reproductions import sip  # noqa: F401  isort: skip
 from foveal.app.reproductions import perceptual  # noqa: F401  isort: skip
+from foveal.app.reproductions import detectors  # noqa: F401  isort: skip
 
 __all__ = ["EXPERIMENTS", "Claim", "Context", "Experiment", "Reproduction", "reproduce"]
 
@@ -47,7 +48,7 @@ def reproduce(
     *,
     scale: str = "default",
     out: str | Path | None = None,
-    docs: str | Path | None = "docs/reproductions",
+    docs: str | Path | None = None,
     data_root: str | None = None,
     progress: bool = False,
     log: Callable[[str], None] | None = None,
@@ -58,7 +59,9 @@ def reproduce(
         name: one of ``EXPERIMENTS`` (``foveal reproduce --list``).
         scale: ``"default"`` (the documented run) or ``"smoke"`` (seconds; for tests).
         out: directory of the cached results (default ``runs/reproduce/NAME-SCALE``).
-        docs: directory of the page ``NAME.md`` and its figures (None: write no page).
+        docs: directory of the page ``NAME.md``, its figures and the claims index (default:
+            the results directory ``out``; the project's pages are re-rendered with
+            ``docs="docs/reproductions"``). Nothing is written outside ``out`` unless asked.
         data_root: root of real datasets, for experiments that can use them.
         progress: progress bars while models train.
         log: called with one line per step (e.g. ``typer.echo``).
@@ -88,7 +91,7 @@ def reproduce(
     claims = experiment.run(ctx)
     seconds = time.perf_counter() - start
     compute, training = ctx.compute_seconds()
-    page = docs_dir / f"{name}.md" if docs is not None else None
+    page = docs_dir / f"{name}.md"
     repro = Reproduction(
         experiment=experiment,
         scale=scale,
@@ -102,11 +105,12 @@ def reproduce(
         training_seconds=training,
         machine=ctx.machine,
     )
-    if page is not None:
-        rel = os.path.relpath(figures_dir, page.parent)
-        write_page(page, render_page(repro, ctx.sections, rel))
+    rel = os.path.relpath(figures_dir, page.parent)
+    write_page(page, render_page(repro, ctx.sections, rel))
+    if experiment.claims:  # a reproduction: its claims join the index of every claim
         write_page(page.with_suffix(".json"), json.dumps(claims_json(repro), indent=2) + "\n")
-        summaries = [json.loads(p.read_text(encoding="utf-8"))
-                     for p in sorted(docs_dir.glob("*.json"))]  # fmt: skip
-        write_page(docs_dir / "README.md", render_index(summaries))
+        summaries = [
+            json.loads(p.read_text(encoding="utf-8")) for p in sorted(docs_dir.glob("*.json"))
+        ]
+        write_page(docs_dir / "README.md", render_index([s for s in summaries if "claims" in s]))
     return repro

@@ -23,7 +23,8 @@ from typing import Any
 import torch
 from torch import nn
 
-from foveal.io import append_jsonl, atomic_write_text, read_jsonl
+from foveal.app.cache import CellCache
+from foveal.io import atomic_write_text
 from foveal.registry import Registry
 
 __all__ = ["EXPERIMENTS", "Claim", "Context", "Experiment", "Reproduction"]
@@ -61,6 +62,9 @@ class Experiment:
     scales: dict[str, dict[str, Any]]
     run: Callable[[Context], list[Claim]]
     summary: str = ""
+    #: True for a reproduction (a claims table, listed in the index of every claim); False for
+    #: an experiment that reports numbers only (its ``run`` returns no claims).
+    claims: bool = True
 
 
 EXPERIMENTS: Registry[Experiment] = Registry("reproduction")
@@ -105,13 +109,7 @@ class Context:
 
     def __post_init__(self) -> None:
         self.out_dir.mkdir(parents=True, exist_ok=True)
-        self._results = self.out_dir / "results.jsonl"
-        self._done: dict[str, Any] = {}
-        self._seconds: dict[str, float] = {}
-        if self._results.exists():
-            for record in read_jsonl(self._results):
-                self._done[record["key"]] = record["value"]
-                self._seconds[record["key"]] = float(record.get("seconds", 0.0))
+        self.cache = CellCache(self.out_dir)
         self._tag = _digest({"scale": self.scale, "params": self.params})
 
     # -------------------------------------------------------------- cells
@@ -122,40 +120,37 @@ class Context:
         before it finished is recomputed on the next run; finished cells never are.
         """
         key = f"{name}@{self._tag}"
-        if key in self._done:
+        if key in self.cache:
             self.cells_cached += 1
-            return self._done[key]
-        self._record_machine()
-        self.log(f"  {self.experiment.name}: {name}")
-        start = time.perf_counter()
-        torch.manual_seed(0)
-        value = fn()
-        record = {"key": key, "value": value, "seconds": round(time.perf_counter() - start, 3)}
-        append_jsonl(self._results, record)
-        self._done[key] = json.loads(json.dumps(value))
-        self._seconds[key] = record["seconds"]
+            return self.cache.cell(key, fn)
+
+        def before() -> None:
+            self._record_machine()
+            self.log(f"  {self.experiment.name}: {name}")
+            torch.manual_seed(0)
+
+        value = self.cache.cell(key, fn, before=before)
         self.cells_run += 1
-        return self._done[key]
+        return value
 
     def _record_machine(self) -> None:
         """Record where the results are computed (once per scale and parameters)."""
         key = f"machine@{self._tag}"
-        if key not in self._done:
-            append_jsonl(self._results, {"key": key, "value": machine(), "seconds": 0.0})
-            self._done[key] = machine()
+        if key not in self.cache:
+            self.cache.put({"key": key, "value": machine(), "seconds": 0.0})
 
     @property
     def machine(self) -> str:
         """The machine line of the run that computed the results (this one if none did)."""
-        return str(self._done.get(f"machine@{self._tag}", machine()))
+        found = self.cache.get(f"machine@{self._tag}")
+        return str(found["value"]) if found is not None else machine()
 
     def compute_seconds(self) -> tuple[float, float]:
         """(all, training) seconds of this scale's cells as first computed (cached or not)."""
-        cells = sum(v for k, v in self._seconds.items() if k.endswith(f"@{self._tag}"))
+        seconds = {k: float(r.get("seconds", 0.0)) for k, r in self.cache.records().items()}
+        cells = sum(v for k, v in seconds.items() if k.endswith(f"@{self._tag}"))
         training = sum(
-            v
-            for k, v in self._seconds.items()
-            if k.startswith("train/") and k.endswith(f"@{self.scale}")
+            v for k, v in seconds.items() if k.startswith("train/") and k.endswith(f"@{self.scale}")
         )
         return cells + training, training
 
@@ -178,9 +173,7 @@ class Context:
             seconds = round(time.perf_counter() - start, 3)
             # Keyed by the scale, not the parameters: the models depend on the scale only.
             key = f"train/{data}/{entry}@{self.scale}"
-            append_jsonl(self._results, {"key": key, "value": seconds, "seconds": seconds})
-            self._done[key] = seconds
-            self._seconds[key] = seconds
+            self.cache.put({"key": key, "value": seconds, "seconds": seconds})
         model = foveal.models.load(path)
         model.eval()
         return model
@@ -230,10 +223,11 @@ def machine() -> str:
 
 
 def render_page(repro: Reproduction, sections: list[tuple[str, str]], figures_rel: str) -> str:
-    """The markdown page of a finished reproduction."""
+    """The markdown page of a finished reproduction (or of an experiment without claims)."""
     exp = repro.experiment
+    kind = "Reproduction" if exp.claims else "Experiment"
     lines = [
-        f"# Reproduction `{exp.name}`: {exp.title}",
+        f"# {kind} `{exp.name}`: {exp.title}",
         "",
         f"Paper: {exp.paper} (seed {exp.seed}).",
         "",
@@ -257,14 +251,17 @@ def render_page(repro: Reproduction, sections: list[tuple[str, str]], figures_re
         f"{repro.seconds / 60:.1f} min ({repro.cells_run} results computed, "
         f"{repro.cells_cached} read from the cache).",
         "",
-        "## Claims",
-        "",
-        table(
-            ["", "claim", "paper", "ours", "holds?"],
-            [[c.key, c.text, c.paper, c.ours, holds_mark(c.holds)] for c in repro.claims],
-        ),
-        "",
     ]
+    if exp.claims:
+        lines += [
+            "## Claims",
+            "",
+            table(
+                ["", "claim", "paper", "ours", "holds?"],
+                [[c.key, c.text, c.paper, c.ours, holds_mark(c.holds)] for c in repro.claims],
+            ),
+            "",
+        ]
     notes = [c for c in repro.claims if c.note]
     if notes:
         lines += ["Notes:", ""]

@@ -8,8 +8,9 @@ JSD, SMD and SPD (Appendix A networks, narrower) are trained on one attack and t
 (Fig. 2) for the training attacks the claims need; SPD is attacked white-box (Algorithm 2)
 before and after detector adversarial training (Table 3).
 
-The same matrix on ``shapes`` (and the steganalysis and odds-are-odd detectors) is produced by
-``scripts/detectors_experiment.py`` (``docs/experiments/detectors.md``).
+The same matrix on ``shapes`` (and the steganalysis and odds-are-odd detectors) is the
+``detectors`` experiment (:mod:`foveal.app.reproductions.detectors`,
+``docs/experiments/detectors.md``).
 """
 
 from __future__ import annotations
@@ -39,16 +40,17 @@ def _split(ctx: Context, split: str, n: int) -> Any:
     return data.subset(order[:n])
 
 
-class _Store:
+class Store:
     """Adversarial images and the masking model, cached beside ``results.jsonl``.
 
     Cells hold JSON; the images the detectors train on are tensors, kept in one safetensors
     file (rewritten atomically after each attack) so a resumed run does not re-attack.
+    ``name`` separates the stores of one run (e.g. one per dataset).
     """
 
-    def __init__(self, ctx: Context) -> None:
+    def __init__(self, ctx: Context, name: str = "detect") -> None:
         p = ctx.params
-        self.dir = ctx.out_dir / f"detect-{_digest({'scale': ctx.scale, 'params': p})}"
+        self.dir = ctx.out_dir / f"{name}-{_digest({'scale': ctx.scale, 'params': p})}"
         self.path = self.dir / "adversarial.safetensors"
         self.tensors: dict[str, torch.Tensor] = {}
         if self.path.exists():
@@ -77,14 +79,58 @@ class _Store:
         return res.masker
 
 
+def attack_sets(
+    ctx: Context,
+    store: Store,
+    clf: Any,
+    names: list[str],
+    xtr: torch.Tensor,
+    ytr: torch.Tensor,
+    xte: torch.Tensor,
+    yte: torch.Tensor,
+    *,
+    cell_prefix: str = "",
+    overrides: dict[str, dict[str, Any]] | None = None,
+) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor], dict[str, Any]]:
+    """Seed 002's attacks (Appendix B settings, ``overrides`` per attack) on the
+    detector-training and test images: ``(train images, test images, info)`` by attack.
+
+    Each attack is one cell (``{cell_prefix}attack/{name}``: success rates as fractions, mean
+    sizes, time, settings); its images are kept in ``store`` (recomputed if a cached cell's
+    images were lost).
+    """
+    from foveal.detectors import generate_adversarial, seed002_attack
+
+    extra = overrides or {}
+
+    def run(name: str) -> dict[str, Any]:
+        atk = seed002_attack(name, clf, **extra.get(name, {}))
+        start = time.perf_counter()
+        res: dict[str, Any] = {}
+        advs = {}
+        for part, x, y in (("train", xtr, ytr), ("test", xte, yte)):
+            advs[f"{part}.{name}"], res[f"success_{part}"] = generate_adversarial(atk, x, y)
+        store.put(advs)
+        d = (advs[f"test.{name}"] - xte).flatten(1)
+        res.update(
+            mean_l2=float(d.norm(dim=1).mean()),
+            mean_linf=float(d.abs().amax(1).mean()),
+            seconds=time.perf_counter() - start,
+            settings=atk.config(),
+        )
+        return res
+
+    info = {a: ctx.cell(f"{cell_prefix}attack/{a}", partial(run, a)) for a in names}
+    for a in names:
+        if f"test.{a}" not in store.tensors or f"train.{a}" not in store.tensors:
+            run(a)
+    train = {a: store.tensors[f"train.{a}"] for a in names}
+    test = {a: store.tensors[f"test.{a}"] for a in names}
+    return train, test, info
+
+
 def _run(ctx: Context) -> list[Claim]:
-    from foveal.detectors import (
-        create_detector,
-        detection_accuracy,
-        generate_adversarial,
-        saliency_shift,
-        seed002_attack,
-    )
+    from foveal.detectors import create_detector, detection_accuracy, saliency_shift
 
     p = ctx.params
     data = p["data"]
@@ -95,36 +141,16 @@ def _run(ctx: Context) -> list[Claim]:
     test = _split(ctx, "test", p["n_test"])
     xtr, ytr = train.images[p["mask_n"] :], train.labels[p["mask_n"] :]
     xte, yte = test.images, test.labels
-    store = _Store(ctx)
+    store = Store(ctx)
     clean_mask = train.images[: p["mask_n"]]
     # Trained (and saved) in the cell, which records its time; loaded from disk afterwards.
     masker_seconds = ctx.cell("masker", lambda: _timed(lambda: store.masker(clf, clean_mask)))
     masker = store.masker(clf, clean_mask)
     attacks = list(p["attacks"])
 
-    # Seed 002's attacks on the detector-training and test images.
-    def run_attack(name: str) -> dict[str, Any]:
-        atk = seed002_attack(name, clf, **p["attack_overrides"].get(name, {}))
-        start = time.perf_counter()
-        res, advs = {}, {}
-        for part, x, y in (("train", xtr, ytr), ("test", xte, yte)):
-            advs[f"{part}.{name}"], success = generate_adversarial(atk, x, y)
-            res[f"success_{part}"] = 100.0 * success
-        store.put(advs)
-        d = (advs[f"test.{name}"] - xte).flatten(1)
-        res.update(
-            mean_l2=float(d.norm(dim=1).mean()),
-            mean_linf=float(d.abs().amax(1).mean()),
-            seconds=time.perf_counter() - start,
-        )
-        return res
-
-    info = {a: ctx.cell(f"attack/{a}", partial(run_attack, a)) for a in attacks}
-    for a in attacks:  # a cached cell whose images were lost: recompute them
-        if f"test.{a}" not in store.tensors or f"train.{a}" not in store.tensors:
-            run_attack(a)
-    adv_tr = {a: store.tensors[f"train.{a}"] for a in attacks}
-    adv_te = {a: store.tensors[f"test.{a}"] for a in attacks}
+    adv_tr, adv_te, info = attack_sets(
+        ctx, store, clf, attacks, xtr, ytr, xte, yte, overrides=p["attack_overrides"]
+    )
     ctx.section(
         "Attacks",
         f"Seed 002's attacks (Appendix B settings) on the reference standard `{data}` CNN, "
@@ -136,7 +162,7 @@ def _run(ctx: Context) -> list[Claim]:
             [
                 [
                     LABELS[a],
-                    v["success_test"],
+                    100.0 * v["success_test"],
                     f"{v['mean_l2']:.2f}",
                     f"{v['mean_linf']:.3f}",
                     f"{v['seconds']:.0f}",

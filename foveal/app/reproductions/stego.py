@@ -3,11 +3,11 @@
 Used by the ``sai`` reproduction (claim c). Seed 001 attacks 299-pixel ImageNet images; on
 32-pixel ``shapes`` a 686-dimensional SPAM feature is estimated from too few pixel pairs, so the
 comparison runs on ``shapes`` rendered at ``stego_size`` pixels (96 by default) with the
-reference standard CNN fine-tuned at that size (a few epochs from the 32-pixel weights; the
-network ends in global average pooling). Every attack gets the same L2 budget
-``delta * sqrt(N)``; the steganalysis detector (SPAM-686 per colour channel and an ensemble of
-Fisher linear discriminants) is trained on one half of the images (clean vs that attack's
-examples) and tested on the other half.
+reference standard CNN fine-tuned at that size (the zoo's ``standard-96px``: a few epochs from
+the 32-pixel weights; the network ends in global average pooling). Every attack gets the same L2
+budget ``delta * sqrt(N)``; the steganalysis detector (SPAM-686 per colour channel and an
+ensemble of Fisher linear discriminants) is trained on one half of the images (clean vs that
+attack's examples) and tested on the other half.
 """
 
 from __future__ import annotations
@@ -22,34 +22,11 @@ __all__ = ["steganalysis_rates"]
 
 
 def _classifier(ctx: Context, size: int) -> Any:
-    """The reference standard CNN, fine-tuned at ``size`` pixels unless that is its own size."""
+    """The reference standard CNN, or its zoo version fine-tuned at ``size`` pixels."""
     import foveal
-    from foveal.app.jobs import TrainJob, run_train_job
-    from foveal.app.zoo import pretrained
-    from foveal.training import TrainConfig
 
-    base = ctx.model("standard")
     native = foveal.data.load("shapes", split="test", n=1).images.shape[-1]
-    if size == native:
-        return base
-    scale = "smoke" if ctx.scale == "smoke" else "default"
-    path = ctx.out_dir / f"standard-{size}px"
-    if not (path / "model.safetensors").exists():
-        init = pretrained("standard", data="shapes", scale=scale)
-        run_train_job(
-            TrainJob(
-                data="shapes",
-                size=size,
-                n_train=ctx.params["stego_train"],
-                n_test=200,
-                out=str(path),
-                init=str(init),
-                training=TrainConfig(epochs=ctx.params["stego_epochs"], batch_size=64, lr=1e-3),
-            )
-        )
-    model = foveal.models.load(path)
-    model.eval()
-    return model
+    return ctx.model("standard" if size == native else f"standard-{size}px")
 
 
 def correctly_classified(
