@@ -17,9 +17,8 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
-__version__ = "0.1.0"
-
 from foveal import attacks, data, models, saliency, threats
+from foveal._version import __version__
 
 #: Core subpackages loaded on first attribute access (they pull in heavier dependencies).
 _LAZY = ("batching", "defenses", "detectors", "io", "metrics", "training")

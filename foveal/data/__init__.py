@@ -12,36 +12,16 @@ Example:
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 
 from foveal.data.base import ArrayDataset
 from foveal.data.cache import cache_dir, cached_tensors
-from foveal.registry import Registry
+from foveal.data.registry import DATASETS, DatasetInfo
+from foveal.data.registry import register as _register
 
 __all__ = ["DATASETS", "ArrayDataset", "DatasetInfo", "cache_dir", "load"]
-
-
-@dataclass(frozen=True)
-class DatasetInfo:
-    """What ``foveal datasets`` lists about a dataset."""
-
-    name: str
-    description: str
-    loader: Callable[..., ArrayDataset]
-    builtin: bool
-    sizes: str
-    masks: bool
-
-
-DATASETS: Registry[DatasetInfo] = Registry("dataset")
-
-
-def _register(info: DatasetInfo) -> None:
-    DATASETS.register(info.name, help=info.description)(info)
 
 
 def load(

@@ -9,7 +9,8 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from foveal.data import DATASETS, ArrayDataset, DatasetInfo
+from foveal.data.base import ArrayDataset
+from foveal.data.registry import DATASETS, DatasetInfo
 from foveal.metrics.localization import boxes_from_masks
 
 TRAIN_SIZE = 4000

@@ -31,7 +31,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from foveal.data import DATASETS, ArrayDataset, DatasetInfo
+from foveal.data.base import ArrayDataset
+from foveal.data.registry import DATASETS, DatasetInfo
 
 __all__ = ["DataRootError"]
 

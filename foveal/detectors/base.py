@@ -211,7 +211,7 @@ class Detector(abc.ABC):
     # ------------------------------------------------------------------ checkpoints
     def save(self, directory: str | os.PathLike[str], meta: dict[str, Any] | None = None) -> Path:
         """Write ``detector.safetensors`` + ``detector.json`` to ``directory`` (atomically)."""
-        from foveal import __version__
+        from foveal._version import __version__
         from foveal.io import write_described_tensors
 
         self._require_fitted()

@@ -52,7 +52,7 @@ def save(model: nn.Module, directory: str | os.PathLike[str], meta: dict[str, An
     recommended. The model may be a :class:`Normalized` wrapper (the usual case) or the bare
     architecture.
     """
-    from foveal import __version__
+    from foveal._version import __version__
     from foveal.models.normalized import Normalized
 
     if "arch" not in meta:
@@ -124,7 +124,7 @@ def load(path: str | os.PathLike[str], *, map_location: str | torch.device = "cp
     Raises:
         CheckpointError: ``path`` is not a foveal checkpoint (missing, pickle, truncated, ...).
     """
-    from foveal.models import build
+    from foveal.models.factory import build
 
     meta = read_meta(path)
     weights = _resolve(path)

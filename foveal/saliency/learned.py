@@ -408,7 +408,7 @@ def save_masking_model(
     ``meta`` (JSON-serialisable: the classifier it explains, the objective, metrics) is
     stored beside the architecture config, in the JSON file and in the weights' header.
     """
-    from foveal import __version__
+    from foveal._version import __version__
     from foveal.io import write_described_tensors
 
     if not isinstance(masker, MaskingModel):
