@@ -142,9 +142,10 @@ def _job(data: str, name: str, scale: str, paths: dict[str, Path]) -> TrainJob:
         recipe = {"eval_n": recipe["eval_n"]}
     if entry.reference is not None:
         recipe["reference"] = str(paths[entry.reference])
-    sizes = {k: over[k] for k in ("n_train", "n_test") if k in over}
+    fields: dict[str, Any] = {"n_train": None, "n_test": None, **entry.job}
+    fields.update({k: over[k] for k in ("n_train", "n_test") if k in over})
     return TrainJob(
-        **{"n_train": None, "n_test": None, **entry.job, **sizes},
+        **fields,
         data=data,
         init=None if entry.init is None else str(paths[entry.init]),
         training=training,

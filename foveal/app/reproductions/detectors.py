@@ -24,6 +24,7 @@ from __future__ import annotations
 import json
 import math
 import time
+from functools import partial
 from typing import Any
 
 import torch
@@ -132,7 +133,7 @@ def _adaptive(
     xte, yte, clf = s.xte, s.yte, s.clf
     for name in ("id", "smd", "spd"):
         extra = {"masker": s.masker} if name != "id" else {}
-        det = create_detector(
+        det: Any = create_detector(
             name, clf, width=s.cfg["width"], epochs=p["detector_epochs"], seed=0, **extra
         )
         det.fit(s.xtr, adv_tr["fgsm"])
@@ -187,7 +188,8 @@ def _stego(ctx: Context) -> dict[str, Any]:
             "I-FGM": BIM(clf, norm="l2", eps=eps, steps=10),
             "SAI-FGM": SAIFGM(clf, delta=delta),
         }
-        advs, row = {}, {}
+        advs: dict[str, torch.Tensor] = {}
+        row: dict[str, Any] = {}
         for label, atk in runs.items():
             t = time.perf_counter()
             advs[label], success = generate_adversarial(atk, x, y, batch_size=50)
@@ -334,9 +336,9 @@ def _matrix_section(
         if te not in attacks:
             continue
         for tr in attacks:
-            vals = {d: m["results"][d][tr][te] for d in ("spd", "id", "smd", "jsd")}
-            cells = " | ".join(f"{_f(v['accuracy'])} ({_f(v['auc'], 2)})" for v in vals.values())
-            verdict = "yes" if vals["spd"]["accuracy"] > vals["id"]["accuracy"] else "no"
+            res = {d: m["results"][d][tr][te] for d in ("spd", "id", "smd", "jsd")}
+            cells = " | ".join(f"{_f(x['accuracy'])} ({_f(x['auc'], 2)})" for x in res.values())
+            verdict = "yes" if res["spd"]["accuracy"] > res["id"]["accuracy"] else "no"
             lines.append(f"| {LABELS[tr]} | {LABELS[te]} | {cells} | {verdict} |")
     lines += [
         "",
@@ -540,7 +542,7 @@ def _run(ctx: Context) -> list[Claim]:
         _odds_section(ctx, ctx.cell("odds", lambda: _odds(ctx)))
     if p["speed"]:
         for data in p["matrices"]:
-            speed[data] = ctx.cell(f"{data}/speed", lambda d=data: _speed(ctx, setup(d)))
+            speed[data] = ctx.cell(f"{data}/speed", partial(_speed, ctx, setup(data)))
         _speed_section(ctx, speed)
     if ctx.scale == "default":
         ctx.section("Reading", READING)
