@@ -9,6 +9,7 @@ import torch
 from torch import nn
 
 from foveal._modes import eval_mode
+from foveal.batching import map_batches
 
 Batch = dict[str, torch.Tensor]
 
@@ -27,22 +28,21 @@ def accuracy_under(
     gray-box rows (e.g. the model behind an input transform).
     """
     judge = model if judge is None else judge
-    correct = 0
-    for start in range(0, len(data), batch_size):
-        b = data.batch(slice(start, start + batch_size))
+
+    def correct(b: Batch) -> torch.Tensor:
         x = b["image"] if make_adv is None else make_adv(b)
         with torch.no_grad(), eval_mode(judge):
-            correct += int((judge(x).argmax(1) == b["label"]).sum())
-    return 100.0 * correct / max(len(data), 1)
+            return judge(x).argmax(1) == b["label"]
+
+    hits = map_batches(correct, data, batch_size=batch_size)
+    return 100.0 * (0 if hits is None else int(hits.sum())) / max(len(data), 1)
 
 
 def adversarial_batches(
     data: Any, make_adv: Callable[[Batch], torch.Tensor], *, batch_size: int = 250
 ) -> torch.Tensor:
     """All of ``data``'s adversarial images, batch by batch, concatenated."""
-    return torch.cat(
-        [make_adv(data.batch(slice(s, s + batch_size))) for s in range(0, len(data), batch_size)]
-    )
+    return map_batches(make_adv, data, batch_size=batch_size)
 
 
 def savefig(fig: Any, path: Any) -> None:

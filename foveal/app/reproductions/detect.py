@@ -24,6 +24,7 @@ import torch
 
 from foveal.app.reproductions.base import EXPERIMENTS, Claim, Context, Experiment, _digest, table
 from foveal.app.reproductions.common import pyplot, savefig
+from foveal.batching import map_batches
 
 LABELS = {"fgsm": "FGSM", "bim": "BIM", "mim": "MIM", "cw": "C&W", "deepfool": "DF",
           "jsma": "JSMA"}  # fmt: skip
@@ -177,8 +178,9 @@ def _run(ctx: Context) -> list[Claim]:
         with torch.no_grad():
 
             def maps(x: torch.Tensor) -> torch.Tensor:
-                return torch.cat([masker(x[i : i + 250], clf(x[i : i + 250]).argmax(1))
-                                  for i in range(0, len(x), 250)])  # fmt: skip
+                return map_batches(
+                    lambda b: masker(b["image"], clf(b["image"]).argmax(1)), (x,), batch_size=250
+                )
 
             clean = maps(xte)
             return {a: saliency_shift(clean, maps(adv_te[a]), seed=0).as_dict() for a in attacks}

@@ -23,6 +23,7 @@ from scipy import ndimage
 from foveal.app.reproductions.base import EXPERIMENTS, Claim, Context, Experiment, table
 from foveal.app.reproductions.common import accuracy_under, adversarial_batches, pyplot, savefig
 from foveal.attacks import BIM, SAIFGM, sai_budget
+from foveal.batching import predict
 from foveal.defenses.transforms import make_transform
 
 #: Seed 001's gray-box transforms, at one setting each (the paper sweeps them).
@@ -179,7 +180,7 @@ def _gray_box(model: Any, data: Any, attack: Any) -> dict[str, float]:
         t = None if spec is None else make_transform(spec[0], **spec[1])
         with torch.no_grad():
             x = adv if t is None else t(adv)
-            pred = torch.cat([model(x[s : s + 250]).argmax(1) for s in range(0, len(x), 250)])
+        pred = predict(model, x, batch_size=250)
         out[name] = 100.0 * float((pred != labels).float().mean())
     return out
 

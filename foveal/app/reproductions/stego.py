@@ -33,9 +33,9 @@ def correctly_classified(
     model: torch.nn.Module, images: torch.Tensor, labels: torch.Tensor, n: int
 ) -> tuple[torch.Tensor, float]:
     """Indices of the first ``n`` images ``model`` classifies correctly, and its accuracy."""
-    with torch.no_grad():
-        pred = torch.cat([model(images[i : i + 100]).argmax(1) for i in range(0, len(images), 100)])
-    right = pred == labels
+    from foveal.batching import predict
+
+    right = predict(model, images, batch_size=100) == labels
     return torch.nonzero(right).flatten()[:n], float(right.float().mean())
 
 
