@@ -11,23 +11,32 @@ A checkpoint is a directory holding
 
 :func:`load` rebuilds the model from the registry of architectures. A pickle, a truncated file
 or any other file fails with a message that says what a checkpoint is.
+
+The metadata is untrusted input, like an image: :func:`read_meta` validates it against
+:class:`ModelMeta` (types, ranges and an upper bound on every size; errors name the file and the
+key), and :func:`load` builds the model on the ``meta`` device first and compares every tensor
+shape the file's header declares with it before anything is allocated, so a checkpoint whose
+description asks for a huge model, or whose weights do not fit its description, is refused with
+a message instead of an out-of-memory error.
 """
 
 from __future__ import annotations
 
 import json
+import math
 import os
 from pathlib import Path
 from typing import Any
 
 import torch
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 from torch import nn
 
 from foveal.io import atomic_path, atomic_write_text
 
-__all__ = ["CheckpointError", "load", "read_meta", "save"]
+__all__ = ["CheckpointError", "ModelMeta", "load", "read_meta", "save"]
 
 WEIGHTS = "model.safetensors"
 META = "model.json"
@@ -36,6 +45,108 @@ _KEY = "foveal"
 
 class CheckpointError(ValueError):
     """Raised when a path is not a readable foveal checkpoint."""
+
+
+#: Upper bounds on what a checkpoint's description may ask for.
+MAX_CLASSES = 100_000
+MAX_CHANNELS = 64
+MAX_SIDE = 8192
+MAX_KWARG = 65_536
+MAX_PARAMETERS = 4_000_000_000
+
+_KwargValue = bool | int | float | str | None
+
+
+class ModelMeta(BaseModel):
+    """The validated part of a checkpoint's description (other keys pass through unchecked:
+    ``dataset``, ``recipe``, ``metrics``, ... are reported, never used to build the model).
+
+    Example:
+        >>> ModelMeta(arch="shapes-cnn", num_classes=10).in_channels
+        3
+    """
+
+    model_config = ConfigDict(extra="allow", strict=True)
+
+    arch: str
+    arch_kwargs: dict[str, _KwargValue] = Field(default_factory=dict)
+    num_classes: int = Field(10, ge=2, le=MAX_CLASSES)
+    in_channels: int = Field(3, ge=1, le=MAX_CHANNELS)
+    input_shape: list[int] | None = None
+    mean: list[float] | None = None
+    std: list[float] | None = None
+    normalized: bool = True
+
+    @field_validator("arch")
+    @classmethod
+    def _registered(cls, value: str) -> str:
+        from foveal.models.architectures import ARCHITECTURES
+
+        ARCHITECTURES.get(value)  # raises naming the closest architectures
+        return value
+
+    @field_validator("arch_kwargs")
+    @classmethod
+    def _bounded(cls, value: dict[str, _KwargValue]) -> dict[str, _KwargValue]:
+        for key, v in value.items():
+            if key in ("num_classes", "in_channels"):
+                continue  # older checkpoints kept them here; the fields above bound them
+            if isinstance(v, (int, float)) and not isinstance(v, bool):
+                if not (abs(v) <= MAX_KWARG):
+                    raise ValueError(f"{key!r} must be at most {MAX_KWARG} in size; got {v!r}")
+        return value
+
+    @field_validator("input_shape")
+    @classmethod
+    def _shape(cls, value: list[int] | None) -> list[int] | None:
+        if value is not None and (len(value) != 3 or not all(1 <= v <= MAX_SIDE for v in value)):
+            raise ValueError(f"must be [C, H, W] with each in [1, {MAX_SIDE}]; got {value!r}")
+        return value
+
+    @field_validator("mean", "std")
+    @classmethod
+    def _finite(cls, value: list[float] | None) -> list[float] | None:
+        if value is not None and not all(abs(v) < 1e6 for v in value):
+            raise ValueError(f"must hold finite values; got {value!r}")
+        return value
+
+    def checked(self) -> ModelMeta:
+        """Cross-field checks: normalisation statistics match the channels, std > 0."""
+        for key in ("mean", "std"):
+            stats = getattr(self, key)
+            if stats is not None and len(stats) != self.in_channels:
+                raise ValueError(
+                    f"{key}: needs one value per input channel ({self.in_channels}); got "
+                    f"{len(stats)} values"
+                )
+        if self.std is not None and min(self.std, default=1.0) <= 0:
+            raise ValueError(f"std: must be > 0; got {self.std!r}")
+        return self
+
+
+def validate_meta(meta: object, where: str | os.PathLike[str]) -> ModelMeta:
+    """``meta`` as a :class:`ModelMeta`; :class:`CheckpointError` naming ``where`` and the key."""
+    if not isinstance(meta, dict):
+        raise CheckpointError(f"{where}: checkpoint metadata must be a JSON object")
+    data = dict(meta)
+    kwargs = data.get("arch_kwargs")
+    if isinstance(kwargs, dict):  # older checkpoints keep the sizes among the keywords
+        data.setdefault("in_channels", kwargs.get("in_channels", 3))
+        data.setdefault("num_classes", kwargs.get("num_classes", 10))
+    for key in ("in_channels", "num_classes"):
+        if data.get(key) is None:
+            data.pop(key, None)
+    try:
+        return ModelMeta(**data).checked()
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        key = ".".join(str(part) for part in err["loc"]) or "(root)"
+        msg = err["msg"].removeprefix("Value error, ")
+        raise CheckpointError(
+            f"{where}: checkpoint metadata key {key!r}: {msg} (got {err.get('input')!r})"
+        ) from None
+    except ValueError as exc:
+        raise CheckpointError(f"{where}: checkpoint metadata key {exc}") from None
 
 
 def _state_dict(model: nn.Module) -> dict[str, torch.Tensor]:
@@ -115,6 +226,7 @@ def read_meta(path: str | os.PathLike[str]) -> dict[str, Any]:
         raise CheckpointError(f"{weights}: corrupt checkpoint metadata ({exc})") from None
     if not isinstance(meta, dict) or "arch" not in meta:
         raise CheckpointError(f"{weights}: checkpoint metadata lacks the architecture ('arch')")
+    validate_meta(meta, weights)
     return meta
 
 
@@ -128,6 +240,7 @@ def load(path: str | os.PathLike[str], *, map_location: str | torch.device = "cp
 
     meta = read_meta(path)
     weights = _resolve(path)
+    _check_shapes(weights, meta)
     try:
         state = load_file(str(weights), device=str(map_location))
     except (SafetensorError, OSError) as exc:
@@ -142,3 +255,42 @@ def load(path: str | os.PathLike[str], *, map_location: str | torch.device = "cp
     model.to(map_location)
     model.eval()
     return model
+
+
+def _check_shapes(weights: Path, meta: dict[str, Any]) -> None:
+    """Build the described model on the ``meta`` device (no memory) and compare its tensors
+    with the shapes the file's header declares; refuse a mismatch or an oversized model."""
+    from safetensors import safe_open
+
+    from foveal.models.factory import build
+
+    try:
+        with torch.device("meta"):
+            skeleton = build(meta)
+    except (TypeError, ValueError, RuntimeError) as exc:
+        raise CheckpointError(
+            f"{weights}: checkpoint metadata does not describe a buildable "
+            f"{meta.get('arch')!r} ({exc})"
+        ) from None
+    expected = {k: tuple(v.shape) for k, v in skeleton.state_dict().items()}
+    size = sum(math.prod(s) for s in expected.values())
+    if size > MAX_PARAMETERS:
+        raise CheckpointError(
+            f"{weights}: checkpoint metadata describes a model of {size:,} values (more than "
+            f"{MAX_PARAMETERS:,}); refusing to build it"
+        )
+    with safe_open(str(weights), framework="pt") as fh:
+        stored = {k: tuple(fh.get_slice(k).get_shape()) for k in fh.keys()}
+    missing = sorted(set(expected) - set(stored))
+    extra = sorted(set(stored) - set(expected))
+    if missing or extra:
+        raise CheckpointError(
+            f"{weights}: weights do not fit architecture {meta['arch']!r}: missing "
+            f"{missing[:5]}, unexpected {extra[:5]}"
+        )
+    for key, shape in expected.items():
+        if stored[key] != shape:
+            raise CheckpointError(
+                f"{weights}: weights do not fit architecture {meta['arch']!r}: tensor {key!r} "
+                f"has shape {list(stored[key])}, the metadata describes {list(shape)}"
+            )

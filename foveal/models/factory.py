@@ -36,22 +36,25 @@ def create(
 
 
 def build(meta: dict[str, Any]) -> nn.Module:
-    """Rebuild an (untrained) model from checkpoint metadata."""
-    kwargs = dict(meta.get("arch_kwargs") or {})
-    in_channels = int(meta.get("in_channels") or kwargs.pop("in_channels", 3))
-    num_classes = int(meta.get("num_classes") or kwargs.pop("num_classes", 10))
-    if meta.get("normalized", True):
+    """Rebuild an (untrained) model from checkpoint metadata (validated first: see
+    :class:`foveal.models.checkpoint.ModelMeta`)."""
+    from foveal.models.checkpoint import validate_meta
+
+    spec = validate_meta(meta, "metadata")
+    kwargs = dict(spec.arch_kwargs)
+    kwargs.pop("in_channels", None)
+    kwargs.pop("num_classes", None)
+    in_channels, num_classes = spec.in_channels, spec.num_classes
+    if spec.normalized:
         return create(
-            meta["arch"],
+            spec.arch,
             num_classes=num_classes,
             in_channels=in_channels,
-            mean=meta.get("mean"),
-            std=meta.get("std"),
+            mean=spec.mean,
+            std=spec.std,
             **kwargs,
         )
-    return ARCHITECTURES.get(meta["arch"])(
-        num_classes=num_classes, in_channels=in_channels, **kwargs
-    )
+    return ARCHITECTURES.get(spec.arch)(num_classes=num_classes, in_channels=in_channels, **kwargs)
 
 
 def describe(model: nn.Module) -> dict[str, Any]:

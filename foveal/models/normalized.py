@@ -28,8 +28,8 @@ class Normalized(nn.Module):
         self, model: nn.Module, mean: Sequence[float] | float, std: Sequence[float] | float
     ) -> None:
         super().__init__()
-        mean_t = torch.as_tensor(mean, dtype=torch.float32).reshape(-1)
-        std_t = torch.as_tensor(std, dtype=torch.float32).reshape(-1)
+        mean_t = torch.as_tensor(mean, dtype=torch.float32, device="cpu").reshape(-1)
+        std_t = torch.as_tensor(std, dtype=torch.float32, device="cpu").reshape(-1)
         if mean_t.shape != std_t.shape:
             raise ValueError(
                 f"mean and std must have the same length; got {mean_t.numel()} and {std_t.numel()}"
