@@ -62,20 +62,24 @@ def _load(**changes: Any) -> Callable[[Path], Any]:
     return lambda tmp: foveal.models.load(_checkpoint(tmp, **changes))
 
 
+def _ck(name: str, match: str, **changes: Any) -> Case:
+    return Case(name, _load(**changes), CheckpointError, match)
+
+
 CHECKPOINT_CASES = [
-    Case("meta-num-classes-text", _load(num_classes="abc"), CheckpointError, r"'num_classes'.*'abc'"),
-    Case("meta-num-classes-one", _load(num_classes=1), CheckpointError, r"'num_classes'.*1"),
-    Case("meta-arch-kwargs-text", _load(arch_kwargs="width=8"), CheckpointError, r"'arch_kwargs'.*'width=8'"),
-    Case("meta-width-huge", _load(arch_kwargs={"width": 200_000}), CheckpointError, r"'arch_kwargs.*width.*200000"),
-    Case("meta-width-mismatch", _load(arch_kwargs={"width": 8}), CheckpointError, r"do not fit.*shape"),
-    Case("meta-arch-unknown", _load(arch="resnet9000"), CheckpointError, r"'arch'.*resnet9000"),
-    Case("meta-arch-missing", _load(arch=None), CheckpointError, r"lacks the architecture"),
-    Case("meta-in-channels-huge", _load(in_channels=10**6), CheckpointError, r"'in_channels'.*1000000"),
-    Case("meta-mean-length", _load(mean=[0.5]), CheckpointError, r"mean.*one value per input channel"),
-    Case("meta-std-zero", _load(std=[0.0, 1.0, 1.0]), CheckpointError, r"std.*> 0"),
-    Case("meta-input-shape", _load(input_shape=[3, 16]), CheckpointError, r"'input_shape'"),
-    Case("meta-not-object", _load(), CheckpointError, r"."),  # replaced below
-]  # fmt: skip
+    _ck("meta-num-classes-text", r"'num_classes'.*'abc'", num_classes="abc"),
+    _ck("meta-num-classes-one", r"'num_classes'.*1", num_classes=1),
+    _ck("meta-arch-kwargs-text", r"'arch_kwargs'.*'width=8'", arch_kwargs="width=8"),
+    _ck("meta-width-huge", r"'arch_kwargs.*width.*200000", arch_kwargs={"width": 200_000}),
+    _ck("meta-width-mismatch", r"do not fit.*shape", arch_kwargs={"width": 8}),
+    _ck("meta-arch-unknown", r"'arch'.*resnet9000", arch="resnet9000"),
+    _ck("meta-arch-missing", r"lacks the architecture", arch=None),
+    _ck("meta-in-channels-huge", r"'in_channels'.*1000000", in_channels=10**6),
+    _ck("meta-mean-length", r"mean.*one value per input channel", mean=[0.5]),
+    _ck("meta-std-zero", r"std.*> 0", std=[0.0, 1.0, 1.0]),
+    _ck("meta-input-shape", r"'input_shape'", input_shape=[3, 16]),
+    _ck("meta-not-object", r"."),  # replaced below
+]
 
 
 def _not_an_object(tmp: Path) -> Any:
