@@ -11,11 +11,14 @@ from pathlib import Path
 from typing import Any
 
 __all__ = [
+    "DirectoryLock",
+    "DirectoryLocked",
     "append_jsonl",
     "atomic_path",
     "atomic_write_text",
     "read_described_tensors",
     "read_jsonl",
+    "remove_stale_temporaries",
     "write_described_tensors",
 ]
 
@@ -23,9 +26,38 @@ __all__ = [
 HEADER_KEY = "foveal"
 
 
+def _umask() -> int:
+    current = os.umask(0o022)
+    os.umask(current)
+    return current
+
+
+#: The process's umask, read once (reading it means setting it, which is not thread-safe).
+_UMASK = _umask()
+
+
+def fsync_directory(directory: str | os.PathLike[str]) -> None:
+    """Flush a directory's entries (a rename in it) to disk; a no-op where unsupported."""
+    try:
+        fd = os.open(directory, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass  # some file systems cannot fsync a directory
+    finally:
+        os.close(fd)
+
+
 @contextmanager
 def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
-    """Yield a temporary path beside ``path``; on success rename it over ``path`` atomically."""
+    """Yield a temporary path beside ``path``; on success rename it over ``path`` atomically.
+
+    The file is flushed to disk before the rename and the directory after it, so after a crash
+    ``path`` holds either the old or the new content, never a mix. The new file gets the
+    permissions an ordinary ``open`` would give it (``0o666`` minus the umask).
+    """
     target = Path(path)
     target.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
@@ -35,10 +67,28 @@ def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
         yield tmp_path
         with open(tmp_path, "rb+") as fh:
             os.fsync(fh.fileno())
+        os.chmod(tmp_path, 0o666 & ~_UMASK)
         os.replace(tmp_path, target)
+        fsync_directory(target.parent)
     finally:
         if tmp_path.exists():
             tmp_path.unlink()
+
+
+def remove_stale_temporaries(directory: str | os.PathLike[str]) -> list[Path]:
+    """Delete the temporary files :func:`atomic_path` leaves when a process is killed mid-write.
+
+    Call it only while holding the directory's :class:`DirectoryLock` (no other writer then has
+    a temporary file in flight). Returns the files removed.
+    """
+    removed = []
+    folder = Path(directory)
+    if folder.is_dir():
+        for tmp in folder.glob(".*.tmp"):
+            if tmp.is_file():
+                tmp.unlink()
+                removed.append(tmp)
+    return removed
 
 
 def atomic_write_text(path: str | os.PathLike[str], text: str) -> None:
@@ -157,3 +207,83 @@ def read_described_tensors(
         found = desc.get("kind") if isinstance(desc, dict) else None
         raise ValueError(f"{file}: not a {what} checkpoint (kind={found!r})")
     return tensors, desc, file
+
+
+class DirectoryLocked(RuntimeError):
+    """Another process holds the output directory (the message names it and its PID)."""
+
+
+class DirectoryLock:
+    """An exclusive lock on an output directory, held for a ``with`` block.
+
+    Two runs never write into one directory at the same time: the second fails at once with
+    :class:`DirectoryLocked`, naming the holder's PID and what it is doing. The lock is an
+    advisory ``flock`` on ``directory/.foveal.lock`` (released by the operating system when the
+    holder exits or is killed, so a crash never leaves a stale lock); the file records the
+    holder for the message.
+
+    Args:
+        directory: the output directory (created if missing).
+        purpose: what the holder does (e.g. ``"foveal train"``), shown to a second run.
+
+    Example:
+        >>> import tempfile
+        >>> d = tempfile.mkdtemp()
+        >>> with DirectoryLock(d, purpose="example"):
+        ...     try:
+        ...         DirectoryLock(d, purpose="second").acquire()
+        ...     except DirectoryLocked as exc:
+        ...         print("refused:", "example" in str(exc))
+        refused: True
+    """
+
+    FILE = ".foveal.lock"
+
+    def __init__(self, directory: str | os.PathLike[str], *, purpose: str) -> None:
+        self.directory = Path(directory)
+        self.purpose = purpose
+        self._fd: int | None = None
+
+    def acquire(self) -> DirectoryLock:
+        import time
+
+        self.directory.mkdir(parents=True, exist_ok=True)
+        path = self.directory / self.FILE
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o666 & ~_UMASK)
+        try:
+            import fcntl
+
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except ImportError:  # no flock here: the lock is not enforced
+            pass
+        except OSError:
+            os.close(fd)
+            try:
+                holder = json.loads(path.read_text(encoding="utf-8") or "{}")
+            except (OSError, json.JSONDecodeError):
+                holder = {}
+            raise DirectoryLocked(
+                f"{str(self.directory)!r} is in use by another foveal process (PID "
+                f"{holder.get('pid', '?')}: {holder.get('purpose', 'unknown')}, since "
+                f"{holder.get('started', '?')}); wait for it to finish or use another directory"
+            ) from None
+        info = {
+            "pid": os.getpid(),
+            "purpose": self.purpose,
+            "started": time.strftime("%Y-%m-%d %H:%M:%S"),
+        }
+        os.ftruncate(fd, 0)
+        os.write(fd, (json.dumps(info) + "\n").encode())
+        self._fd = fd
+        return self
+
+    def release(self) -> None:
+        if self._fd is not None:
+            os.close(self._fd)  # closing the descriptor releases the flock
+            self._fd = None
+
+    def __enter__(self) -> DirectoryLock:
+        return self.acquire()
+
+    def __exit__(self, *exc: object) -> None:
+        self.release()

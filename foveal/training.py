@@ -7,10 +7,21 @@ per-epoch evaluation, a JSON-lines log, atomic checkpoints and resume.
 
 Determinism and resume: epoch ``e`` shuffles with a generator seeded by ``(seed, e)`` and
 re-seeds torch's global generator at the epoch start; a checkpoint stores the model, the
-optimizer state, the global RNG state and the position (epoch, batch), so a run stopped at an
-epoch boundary — or by Ctrl-C in the middle of an epoch — and resumed ends with the same
-weights as an uninterrupted run. The learning rate is a closed-form function of the step, so
-no scheduler state is needed.
+optimizer state, the global RNG state, the position (epoch, batch) and the history, so a run
+stopped at an epoch boundary — or by Ctrl-C in the middle of an epoch — and resumed ends with
+the same weights as an uninterrupted run, for every recipe (the inner attacks of robust recipes
+draw from the global generator). Ctrl-C asks the loop to stop after the running batch and saves
+the exact position there (a second Ctrl-C stops at once: the running batch is then redone from
+the generator state at its start, unless the interrupt landed inside the optimizer update, in
+which case the last saved state is kept). The learning rate is a closed-form function of the
+step, so no scheduler state is needed.
+
+Crash consistency: at the end of an epoch the loadable checkpoint is exported first, then the
+training state is saved (one atomic file), then ``metrics.jsonl`` is rewritten from the state's
+history. A kill at any point leaves a state that resumes exactly; ``--resume`` re-exports a
+checkpoint that is behind the state and rewrites the log, so ``metrics.jsonl`` never repeats or
+misses an epoch. An output directory is locked while a run writes into it
+(:class:`foveal.io.DirectoryLock`): a second run on it fails at once, naming the first.
 
 Distributed data parallel: started under ``torchrun --nproc_per_node=N`` the same code trains
 with :class:`torch.nn.parallel.DistributedDataParallel` (gloo on CPU, nccl on GPU). Every
@@ -43,7 +54,7 @@ from torch import nn
 
 from foveal._modes import eval_mode
 from foveal.data.base import ArrayDataset
-from foveal.io import append_jsonl, atomic_path, read_jsonl
+from foveal.io import DirectoryLock, atomic_path, atomic_write_text, remove_stale_temporaries
 
 __all__ = [
     "Recipe",
@@ -251,6 +262,11 @@ class Trainer:
         self.rng_state: torch.Tensor | None = None
         self.history: list[dict[str, Any]] = []
         self.on_step: Callable[[Trainer], None] | None = None
+        self._stop_requested = False
+        self._batch_rng = torch.get_rng_state()
+        # Where the loop is: "compute" (a batch before its update), "update" (parameters or
+        # the epoch's files changing), "done" (between batches).
+        self._phase = "done"
 
     # ------------------------------------------------------------------ state
     @property
@@ -287,6 +303,7 @@ class Trainer:
             "optimizer": opt_info,
             "n_train": len(self.train_data),
             "meta": self.meta,
+            "history": self.history,
         }
         with atomic_path(self._state_path()) as tmp:
             save_file(tensors, str(tmp), metadata={"foveal_train_state": json.dumps(info)})
@@ -336,10 +353,28 @@ class Trainer:
         if not self.meta:
             self.meta = dict(info.get("meta") or {})
         self.rng_state = tensors["rng.cpu"]
-        self.history = [
-            r for r in read_jsonl(self.out_dir / METRICS_FILE) if r.get("epoch", 0) <= self.epoch
-        ]
+        self.history = [r for r in info.get("history", []) if r.get("epoch", 0) <= self.epoch]
+        if self.is_main:  # a kill may have left the log or the exported model behind the state
+            self._write_metrics()
+            if self.epoch > 0 and self.history and self._exported_epochs() != self.epoch:
+                self.export(self.history[-1])
         return True
+
+    def _write_metrics(self) -> None:
+        """Rewrite ``metrics.jsonl`` from the history (one line per finished epoch)."""
+        if self.out_dir is not None and self.is_main:
+            lines = "".join(json.dumps(r, sort_keys=True) + "\n" for r in self.history)
+            atomic_write_text(self.out_dir / METRICS_FILE, lines)
+
+    def _exported_epochs(self) -> int | None:
+        """``epochs_done`` of the exported checkpoint (None if there is none)."""
+        from foveal.models import CheckpointError, read_meta
+
+        assert self.out_dir is not None
+        try:
+            return int(read_meta(self.out_dir).get("epochs_done", -1))
+        except (CheckpointError, TypeError, ValueError):
+            return None
 
     def export(self, metrics: dict[str, Any] | None = None) -> None:
         """Write the loadable checkpoint (``model.safetensors`` + ``model.json``)."""
@@ -369,7 +404,7 @@ class Trainer:
             yield b, perm[b * bs : (b + 1) * bs]
 
     def run(self) -> TrainResult:
-        """Train until ``config.epochs``; Ctrl-C saves the position and returns."""
+        """Train until ``config.epochs``; Ctrl-C saves the exact position and returns."""
         cfg = self.config
         total = cfg.epochs * self.steps_per_epoch
         start = time.perf_counter()
@@ -380,10 +415,11 @@ class Trainer:
             bar = tqdm(total=total, initial=self.epoch * self.steps_per_epoch + self.batch,
                        desc="train", unit="batch", dynamic_ncols=True)  # fmt: skip
         interrupted = False
+        restore = self._catch_sigint()
         try:
             while self.epoch < cfg.epochs:
                 self._run_epoch(total, bar)
-        except KeyboardInterrupt:
+        except _Stop:  # Ctrl-C, honoured between two batches: the position is exact
             interrupted = True
             self.rng_state = torch.get_rng_state()
             self.save_state()
@@ -391,10 +427,61 @@ class Trainer:
                 "interrupted at epoch %d, batch %d; state saved, resume to continue",
                 self.epoch + 1, self.batch,
             )  # fmt: skip
+        except KeyboardInterrupt:
+            interrupted = True
+            if self._phase == "update":  # weights half updated: keep the last saved state
+                log.warning(
+                    "interrupted inside an optimizer update; the last saved state (epoch %d) "
+                    "is kept, resume to continue from there",
+                    self.epoch,
+                )
+            else:
+                # Mid-batch: redo the running batch from the generator state at its start.
+                self.rng_state = (
+                    self._batch_rng if self._phase == "compute" else torch.get_rng_state()
+                )
+                self.save_state()
+                log.warning(
+                    "interrupted at epoch %d, batch %d; state saved, resume to continue",
+                    self.epoch + 1, self.batch,
+                )  # fmt: skip
         finally:
+            restore()
             if bar is not None:
                 bar.close()
         return TrainResult(self.model, list(self.history), interrupted, time.perf_counter() - start)
+
+    def _catch_sigint(self) -> Callable[[], None]:
+        """Make the first Ctrl-C a request to stop after the running batch (the second one
+        interrupts at once); returns the function that restores the previous handler."""
+        import signal
+        import threading
+
+        if threading.current_thread() is not threading.main_thread():
+            return lambda: None
+        previous = signal.getsignal(signal.SIGINT)
+
+        def request_stop(signum: int, frame: Any) -> None:
+            self._stop_requested = True
+            signal.signal(signal.SIGINT, previous)
+            log.warning("stopping after this batch (Ctrl-C again to stop now)")
+
+        def restore() -> None:
+            signal.signal(signal.SIGINT, previous)
+
+        signal.signal(signal.SIGINT, request_stop)
+        return restore
+
+    def _should_stop(self) -> bool:
+        """Whether Ctrl-C asked to stop (agreed by every process under torchrun)."""
+        stop = self._stop_requested
+        if self.world > 1:
+            import torch.distributed as dist
+
+            flag = torch.tensor([1.0 if stop else 0.0], device=self.device)
+            dist.all_reduce(flag)
+            stop = bool(flag.item() > 0)
+        return stop
 
     def _run_epoch(self, total: int, bar: Any) -> None:
         cfg, epoch = self.config, self.epoch
@@ -409,17 +496,26 @@ class Trainer:
         for b, idx in self._batches(epoch):
             if b < self.batch:
                 continue
+            if self._should_stop():
+                raise _Stop
+            self._batch_rng = torch.get_rng_state()
+            self._phase = "compute"
             batch = {k: v.to(self.device) for k, v in self.train_data.batch(idx).items()}
             lr = lr_at(cfg, epoch * self.steps_per_epoch + b, total)
             for group in self.optimizer.param_groups:
                 group["lr"] = lr
             loss, stats = self.recipe.loss(self.net, batch, epoch=epoch)
             if not torch.isfinite(loss):
-                raise FloatingPointError(f"loss is {float(loss)} at epoch {epoch + 1}, batch {b}")
+                raise FloatingPointError(
+                    f"the training loss is {float(loss)} at epoch {epoch + 1}, batch {b} (lr "
+                    f"{lr:.3g}); lower the learning rate or check the data"
+                )
             self.optimizer.zero_grad(set_to_none=True)
             loss.backward()
+            self._phase = "update"
             self.optimizer.step()
             self.batch = b + 1
+            self._phase = "done"
             for k, v in stats.items():
                 sums[k] = sums.get(k, 0.0) + v * len(idx)
             count += len(idx)
@@ -439,14 +535,23 @@ class Trainer:
             record.update(
                 self.recipe.evaluate(self.model, self.eval_data, batch_size=cfg.eval_batch_size)
             )
+        self._phase = "update"  # the epoch's bookkeeping: not interruptible half way
         self.epoch, self.batch = epoch + 1, 0
         self.history.append(record)
         if self.out_dir is not None and self.is_main:
-            append_jsonl(self.out_dir / METRICS_FILE, record)
-            self.save_state()
+            # Export first: a kill before the state is saved redoes (deterministically) this
+            # epoch and exports again; the log is rebuilt from the state's history.
             self.export(record)
+            self.rng_state = None
+            self.save_state()
+            self._write_metrics()
+        self._phase = "done"
         _barrier(self.world)
         log.info("epoch %d: %s", epoch + 1, record)
+
+
+class _Stop(Exception):
+    """Ctrl-C asked the loop to stop between two batches."""
 
 
 def fit(
@@ -476,11 +581,19 @@ def fit(
         model, train_data, config=cfg, recipe=recipe, eval_data=eval_data, out_dir=out_dir,
         meta=meta, progress=progress,
     )  # fmt: skip
-    if out_dir is not None and not resume and (Path(out_dir) / STATE_FILE).exists():
-        raise FileExistsError(
-            f"{out_dir} already holds a training run; pass resume=True (--resume) to continue it "
-            f"or choose another directory"
-        )
-    if resume:
-        trainer.load_state()
-    return trainer.run()
+    lock = None
+    if out_dir is not None and trainer.is_main:
+        lock = DirectoryLock(out_dir, purpose="training").acquire()
+        remove_stale_temporaries(out_dir)  # left by a process killed while writing
+    try:
+        if out_dir is not None and not resume and (Path(out_dir) / STATE_FILE).exists():
+            raise FileExistsError(
+                f"{out_dir} already holds a training run; pass resume=True (--resume) to continue "
+                f"it or choose another directory"
+            )
+        if resume:
+            trainer.load_state()
+        return trainer.run()
+    finally:
+        if lock is not None:
+            lock.release()
