@@ -39,7 +39,7 @@ from typing import Annotated, Any, Literal
 
 import torch
 import torch.nn.functional as F
-from pydantic import Field
+from pydantic import Field, field_validator
 from torch import nn
 
 from foveal._validation import check_eps
@@ -448,6 +448,13 @@ class PartSettings(AdversarialSettings):
     method: Literal["part"] = "part"
     eps_low: Budget = Field(7 / 255, description="budget of the unimportant pixels")
     burn_in: int = Field(1, ge=0, description="epochs of madry first")
+
+    @field_validator("norm")
+    @classmethod
+    def _linf(cls, norm: str) -> str:
+        if norm != "linf":
+            raise ValueError(f"part uses a per-pixel Linf eps map; got norm={norm!r}")
+        return norm
 
     def build(self, *, epochs: int | None = None) -> Recipe:
         return PartRecipe(**self.recipe_kwargs())
