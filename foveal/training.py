@@ -62,6 +62,7 @@ from foveal._validation import check_eps, format_validation_error, parse_fractio
 from foveal.data.base import ArrayDataset
 from foveal.io import append_jsonl, atomic_path, read_jsonl
 from foveal.registry import Registry
+from foveal.threats import parse_norm
 
 __all__ = [
     "RECIPES",
@@ -161,8 +162,6 @@ def _budget(value: object, info: ValidationInfo) -> object:
 
 
 def _norm(value: object) -> object:
-    from foveal.threats import parse_norm
-
     return parse_norm(value) if isinstance(value, (str, int, float)) else value
 
 

@@ -80,7 +80,8 @@ class TrainJob(BaseModel):
         except ValueError as exc:
             message = {"message": str(exc)}
             raise PydanticCustomError("unknown_recipe", "{message}", message) from None
-        return settings.model_validate(value)
+        method = settings.model_fields["method"].default  # the registered spelling
+        return settings.model_validate({**value, "method": method})
 
 
 def load_config_file(path: str | Path) -> dict[str, Any]:
