@@ -9,8 +9,12 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 import torch
+
+if TYPE_CHECKING:
+    from pydantic import ValidationError
 
 __all__ = [
     "check_eps",
@@ -18,8 +22,13 @@ __all__ = [
     "check_labels",
     "check_mask",
     "check_probability",
+    "format_validation_error",
     "parse_fraction",
 ]
+
+#: Error types whose message already names the key and the value (raised by foveal's own
+#: validators, e.g. a recipe setting the method does not take).
+SELF_DESCRIBING = frozenset({"unknown_setting", "unknown_recipe"})
 
 
 def check_images(images: object, name: str = "images", *, ndim: int = 4) -> torch.Tensor:
@@ -132,6 +141,21 @@ def parse_fraction(text: str | float | int, name: str = "value") -> float:
         raise ValueError(
             f"{name} must be a number or a fraction like 8/255; got {text!r}"
         ) from None
+
+
+def format_validation_error(exc: ValidationError) -> str:
+    """One line per problem, naming the key: ``training.lr: Input should be greater than 0``."""
+    lines = []
+    for err in exc.errors():
+        key = ".".join(str(part) for part in err["loc"]) or "(root)"
+        msg = err["msg"]
+        if err["type"] in SELF_DESCRIBING:
+            lines.append(f"{key}: {msg}" if err["loc"] else msg)
+            continue
+        if err["type"] == "extra_forbidden":
+            msg = "unknown key"
+        lines.append(f"{key}: {msg} (got {err.get('input')!r})")
+    return "; ".join(lines)
 
 
 def as_sequence(value: object) -> Sequence[object]:

@@ -32,6 +32,10 @@ class Registry(Generic[T]):
 
         return decorator
 
+    def unregister(self, name: str) -> None:
+        del self._entries[name.lower()]
+        del self._help[name.lower()]
+
     def get(self, name: str) -> T:
         key = str(name).lower()
         if key not in self._entries:

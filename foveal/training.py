@@ -28,6 +28,13 @@ with :class:`torch.nn.parallel.DistributedDataParallel` (gloo on CPU, nccl on GP
 process draws the same permutation and takes its own shard (padded to equal length, like
 ``DistributedSampler``); rank 0 alone evaluates, logs and writes checkpoints, in the same format.
 
+Recipes are registered in :data:`RECIPES` by name, each with its own validated settings class
+(:class:`RecipeSettings`: unknown keys are errors, budgets accept fractions such as ``"8/255"``);
+``RECIPES.get(name).model_validate(settings).build(epochs=...)`` makes the recipe. ``standard``
+is registered here, the adversarial recipes in :mod:`foveal.defenses.adversarial` and
+``gaussian`` in :mod:`foveal.defenses.smoothing`; importing :mod:`foveal.defenses` registers
+them all.
+
 Files in ``out_dir``: ``train_state.safetensors`` (everything needed to resume, one atomic
 file), ``model.safetensors`` + ``model.json`` (the checkpoint that :func:`foveal.models.load`
 reads) and ``metrics.jsonl`` (one record per epoch).
@@ -40,25 +47,42 @@ import logging
 import math
 import os
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import torch
 import torch.nn.functional as F
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    ValidationError,
+    ValidationInfo,
+    model_validator,
+)
+from pydantic_core import PydanticCustomError
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 from torch import nn
 
 from foveal._modes import eval_mode
+from foveal._validation import check_eps, format_validation_error, parse_fraction
 from foveal.data.base import ArrayDataset
 from foveal.io import DirectoryLock, atomic_path, atomic_write_text, remove_stale_temporaries
+from foveal.registry import Registry
+from foveal.threats import parse_norm
 
 __all__ = [
+    "RECIPES",
+    "Budget",
+    "NormName",
     "Recipe",
+    "RecipeSettings",
     "StandardRecipe",
+    "StandardSettings",
     "TrainConfig",
     "TrainResult",
     "Trainer",
@@ -66,6 +90,7 @@ __all__ = [
     "fit",
     "init_distributed",
     "lr_at",
+    "recipe_settings",
 ]
 
 log = logging.getLogger(__name__)
@@ -133,6 +158,98 @@ class Recipe:
 
 
 StandardRecipe = Recipe
+
+
+# ---------------------------------------------------------------------- recipe settings
+def _budget(value: object, info: ValidationInfo) -> object:
+    """Budgets: fractions such as ``"8/255"`` are parsed; negative or non-finite values are
+    errors naming the setting and the value."""
+    name = info.field_name or "value"
+    if isinstance(value, str):
+        value = parse_fraction(value, name)
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        check_eps(value, name)
+    return value
+
+
+def _norm(value: object) -> object:
+    return parse_norm(value) if isinstance(value, (str, int, float)) else value
+
+
+#: A finite budget >= 0 (``8/255``, ``"8/255"`` or ``0.03``).
+Budget = Annotated[float, BeforeValidator(_budget), Field(ge=0)]
+#: ``"linf"`` or ``"l2"`` (``"inf"``, ``2`` and other spellings are normalised).
+NormName = Annotated[Literal["linf", "l2"], BeforeValidator(_norm)]
+
+
+class RecipeSettings(BaseModel):
+    """A training recipe's validated settings; :meth:`build` makes the :class:`Recipe`.
+
+    Every recipe registers its own subclass in :data:`RECIPES` under its name, which is also
+    the subclass's ``method`` field (``method: Literal["madry"] = "madry"``). Unknown keys are
+    errors that name the key and list the settings the recipe takes.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    method: str = Field(description="the recipe's registered name")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _known_keys(cls, data: Any) -> Any:
+        if isinstance(data, Mapping):
+            unknown = [str(k) for k in data if k not in cls.model_fields]
+            if unknown:
+                method = cls.model_fields["method"].default
+                known = [k for k in cls.model_fields if k != "method"]
+                its = f"its settings: {', '.join(known)}" if known else "it has no settings"
+                text = f"method {method!r} takes no setting {', '.join(map(repr, unknown))} ({its})"
+                raise PydanticCustomError("unknown_setting", "{message}", {"message": text})
+        return data
+
+    def build(self, *, epochs: int | None = None) -> Recipe:
+        """The recipe these settings describe (``epochs``: the run's length, for schedules)."""
+        raise NotImplementedError(f"{type(self).__name__} does not define build()")
+
+
+#: Name -> the recipe's settings class (``.build()`` makes the recipe). Complete once
+#: :mod:`foveal.defenses` is imported.
+RECIPES: Registry[type[RecipeSettings]] = Registry("training recipe")
+
+
+@RECIPES.register("standard", help="cross-entropy on the clean images")
+class StandardSettings(RecipeSettings):
+    """Standard training: no settings."""
+
+    method: Literal["standard"] = "standard"
+
+    def build(self, *, epochs: int | None = None) -> Recipe:
+        return Recipe()
+
+
+def recipe_settings(method: str, values: Mapping[str, Any] | None = None) -> RecipeSettings:
+    """Validate ``values`` against the settings class of recipe ``method``.
+
+    Errors name the setting and the value (``ValueError``).
+
+    Example:
+        >>> recipe_settings("standard")
+        StandardSettings(method='standard')
+        >>> recipe_settings("standard", {"eps": 0.1})
+        Traceback (most recent call last):
+        ...
+        ValueError: invalid settings of recipe 'standard': method 'standard' takes no setting 'eps' (it has no settings)
+    """  # noqa: E501
+    import foveal.defenses  # noqa: F401  (registers the recipes defined there)
+
+    cls = RECIPES.get(method)
+    name = cls.model_fields["method"].default
+    try:
+        return cls.model_validate({**(values or {}), "method": name})
+    except ValidationError as exc:
+        raise ValueError(
+            f"invalid settings of recipe {name!r}: {format_validation_error(exc)}"
+        ) from None
 
 
 @torch.no_grad()

@@ -96,7 +96,7 @@ def test_extra_attack_parameters_and_targeting(checkpoint: Path, tmp_path: Path)
         (["--attack", "fgsm", "--steps", "3"], "attack 'fgsm' does not take --steps"),
         (["-p", "gamma=2"], "attack 'pgd' does not take --gamma"),
         (["-p", "gamma"], "--param must look like KEY=VALUE; got 'gamma'"),
-        (["--threat", "dual"], "--threat dual needs --eps-fg and --eps-bg"),
+        (["--threat", "dual"], "threat 'dual' needs eps_fg and eps_bg"),
         (["--threat", "cone"], "unknown threat 'cone'"),
     ],
 )

@@ -1,24 +1,36 @@
 """Validated job descriptions shared by the CLI and the Python API.
 
 A job is data, never code: YAML/JSON files are parsed with ``yaml.safe_load`` and validated by
-pydantic models that reject unknown keys with a message naming the key.
+pydantic models that reject unknown keys with a message naming the key. The ``recipe`` of a
+:class:`TrainJob` is validated by the settings class its ``method`` registered in
+:data:`foveal.defenses.RECIPES`.
+
+Example:
+    >>> job = TrainJob(recipe={"method": "dual", "eps": "4/255", "eps_bg": "20/255"})
+    >>> job.recipe.eps_bg == 20 / 255
+    True
+    >>> job.model_dump()["recipe"]["method"]
+    'dual'
 """
 
 from __future__ import annotations
 
+import inspect
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, SerializeAsAny, field_validator
+from pydantic_core import PydanticCustomError
 
-from foveal.training import TrainConfig
+from foveal._validation import format_validation_error
+from foveal.defenses import RECIPES
+from foveal.training import RecipeSettings, StandardSettings, TrainConfig
 
 __all__ = [
     "DEFAULT_ARCH",
-    "RecipeConfig",
     "TrainJob",
-    "build_recipe",
+    "format_validation_error",
     "load_config_file",
     "run_train_job",
 ]
@@ -33,68 +45,6 @@ DEFAULT_ARCH = {
     "imagefolder": "resnet18",
     "cub200": "resnet18",
 }
-
-
-class RecipeConfig(BaseModel):
-    """The training recipe and its hyper-parameters (``foveal train --method ...``)."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    method: Literal["standard", "madry", "trades", "fat", "part", "dual", "sip-h", "sip-s",
-                    "gaussian"] = "standard"  # fmt: skip
-    eps: float = Field(8 / 255, ge=0, description="budget (eps_F for dual)")
-    norm: Literal["linf", "l2"] = "linf"
-    steps: int = Field(10, ge=1)
-    alpha: float | None = Field(None, gt=0)
-    fast: bool = False
-    eps_bg: float | None = Field(None, ge=0, description="dual: background budget (5 eps)")
-    eps_low: float = Field(7 / 255, ge=0, description="part: budget of unimportant pixels")
-    burn_in: int = Field(1, ge=0, description="part: epochs of madry first")
-    beta: float = Field(6.0, ge=0, description="trades: weight of the KL term")
-    reference: str | None = Field(None, description="sip-s: robust reference checkpoint")
-    fraction: float = Field(0.5, gt=0, le=1, description="sip-s: gradient mass kept")
-    noise_sd: float = Field(0.25, ge=0, description="gaussian: noise level")
-    eval_n: int = Field(500, ge=0, description="held-out images for per-epoch PGD accuracy")
-    eval_steps: int = Field(10, ge=1)
-
-    @field_validator("eps", "eps_bg", "eps_low", "alpha", mode="before")
-    @classmethod
-    def _fraction(cls, v: object) -> object:
-        from foveal._validation import parse_fraction
-
-        return parse_fraction(v) if isinstance(v, str) else v
-
-
-def build_recipe(cfg: RecipeConfig, *, epochs: int) -> Any:
-    """The :class:`foveal.training.Recipe` that ``cfg`` describes."""
-    from foveal.training import Recipe
-
-    if cfg.method == "standard":
-        return Recipe()
-    if cfg.method == "gaussian":
-        from foveal.defenses.smoothing import GaussianNoiseRecipe
-
-        return GaussianNoiseRecipe(cfg.noise_sd)
-    from foveal.defenses.adversarial import make_recipe
-
-    common: dict[str, Any] = {"eps": cfg.eps, "norm": cfg.norm, "steps": cfg.steps,
-                              "alpha": cfg.alpha, "fast": cfg.fast, "eval_n": cfg.eval_n,
-                              "eval_steps": cfg.eval_steps}  # fmt: skip
-    if cfg.method == "trades":
-        common["beta"] = cfg.beta
-    elif cfg.method == "fat":
-        common["epochs"] = epochs
-    elif cfg.method == "part":
-        common.update(eps_low=cfg.eps_low, burn_in=cfg.burn_in)
-    elif cfg.method == "dual":
-        common["eps_bg"] = cfg.eps_bg
-    elif cfg.method == "sip-s":
-        if not cfg.reference:
-            raise ValueError("sip-s needs a robust reference model: --reference CKPT")
-        import foveal
-
-        common.update(reference=foveal.models.load(cfg.reference), fraction=cfg.fraction)
-    return make_recipe(cfg.method, **common)
 
 
 class TrainJob(BaseModel):
@@ -112,7 +62,26 @@ class TrainJob(BaseModel):
     out: str = "runs/model"
     init: str | None = Field(None, description="start from this checkpoint's weights")
     training: TrainConfig = Field(default_factory=TrainConfig)
-    recipe: RecipeConfig = Field(default_factory=RecipeConfig)
+    recipe: SerializeAsAny[RecipeSettings] = Field(
+        default_factory=StandardSettings,
+        description="the recipe's method and settings (`foveal list recipes`)",
+    )
+
+    @field_validator("recipe", mode="before")
+    @classmethod
+    def _recipe_settings(cls, value: Any) -> Any:
+        """Validate the settings against the settings class of their ``method``."""
+        if value is None:
+            value = {}
+        if not isinstance(value, dict):
+            return value
+        try:
+            settings = RECIPES.get(value.get("method", "standard"))
+        except ValueError as exc:
+            message = {"message": str(exc)}
+            raise PydanticCustomError("unknown_recipe", "{message}", message) from None
+        method = settings.model_fields["method"].default  # the registered spelling
+        return settings.model_validate({**value, "method": method})
 
 
 def load_config_file(path: str | Path) -> dict[str, Any]:
@@ -129,18 +98,6 @@ def load_config_file(path: str | Path) -> dict[str, Any]:
     if not isinstance(data, dict):
         raise ValueError(f"config file {str(p)!r} must hold a mapping; got {type(data).__name__}")
     return data
-
-
-def format_validation_error(exc: ValidationError) -> str:
-    """One line per problem, naming the key: ``training.lr: Input should be greater than 0``."""
-    lines = []
-    for err in exc.errors():
-        key = ".".join(str(part) for part in err["loc"]) or "(root)"
-        msg = err["msg"]
-        if err["type"] == "extra_forbidden":
-            msg = "unknown key"
-        lines.append(f"{key}: {msg} (got {err.get('input')!r})")
-    return "; ".join(lines)
 
 
 def run_train_job(job: TrainJob, *, resume: bool = False, progress: bool = False) -> Any:
@@ -160,7 +117,7 @@ def run_train_job(job: TrainJob, *, resume: bool = False, progress: bool = False
     kwargs: dict[str, Any] = {}
     if job.width is not None:
         kwargs["width"] = job.width
-    if arch in ("mnist-cnn", "cifar-cnn", "assira-cnn"):
+    if "input_size" in inspect.signature(foveal.models.ARCHITECTURES.get(arch)).parameters:
         kwargs["input_size"] = h
     import torch
 
@@ -198,7 +155,7 @@ def run_train_job(job: TrainJob, *, resume: bool = False, progress: bool = False
         "dataset": {"name": job.data, "size": h, "n_train": len(train), "n_test": len(test)},
         "init": job.init,
     }
-    recipe = build_recipe(job.recipe, epochs=job.training.epochs)
+    recipe = job.recipe.build(epochs=job.training.epochs)
     return fit(
         model, train, config=job.training, recipe=recipe, eval_data=test, out_dir=job.out,
         meta=meta, resume=resume, progress=progress,

@@ -139,7 +139,7 @@ def _job(data: str, name: str, scale: str, paths: dict[str, Path]) -> TrainJob:
     training = {**entry.training, **over.get("training", {})}
     recipe = {**entry.recipe, **over.get("recipe", {}), "eval_n": 200 if scale == "default" else 0}
     if entry.recipe.get("method", "standard") == "standard":
-        recipe = {"eval_n": recipe["eval_n"]}
+        recipe = {}  # standard training takes no settings
     if entry.reference is not None:
         recipe["reference"] = str(paths[entry.reference])
     fields: dict[str, Any] = {"n_train": None, "n_test": None, **entry.job}

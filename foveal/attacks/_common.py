@@ -15,7 +15,7 @@ from torch import nn
 from foveal._validation import check_eps
 from foveal.attacks.base import DEFAULT_EPS, Attack, Problem, _image_keys, sample_generators
 from foveal.attacks.objectives import Objective, ObjectiveLike
-from foveal.threats import L2, Linf, Threat, ball
+from foveal.threats import Threat, ball, box_threat
 
 __all__ = [
     "MinimalAttack",
@@ -38,17 +38,6 @@ def logit_margin(logits: torch.Tensor, labels: torch.Tensor, targeted: bool) -> 
     own = logits.gather(1, labels[:, None]).squeeze(1)
     others = logits.scatter(1, labels[:, None], -math.inf).amax(1)
     return own - others if targeted else others - own
-
-
-def box_threat(images: torch.Tensor, norm: str) -> Threat:
-    """A set equal to the box ``0 <= x + delta <= 1`` alone, reporting norms in ``norm``.
-
-    ``Linf(1)`` and ``L2(sqrt(C*H*W))`` contain every point of the box, so binding them adds no
-    constraint beyond the box; minimal-perturbation attacks use them when no set is given.
-    """
-    if norm == "l2":
-        return L2(math.sqrt(max(images[0].numel() if len(images) else 1, 1)))
-    return Linf(1.0)
 
 
 def per_sample_generators(

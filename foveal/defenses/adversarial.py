@@ -22,6 +22,10 @@ sip-s      SIP-AT with the top-k gradient-mass masks (Eq. 7-8) of a robust refer
 ``fast=True`` turns the inner attack of any recipe into one step from a random start with step
 ``1.25 * eps`` ("fast is better than free", Wong et al. 2020).
 
+Each recipe registers its settings class in :data:`~foveal.training.RECIPES` (``MadrySettings``,
+``TradesSettings``, ...: pydantic models with descriptions and bounds, unknown keys are errors);
+:func:`make_recipe` validates keyword settings against it and builds the recipe.
+
 The inner attack always runs on the bare model in eval mode (inputs' gradients need no
 synchronisation between ``torchrun`` processes); the outer loss runs on the model the loop
 hands over, so DistributedDataParallel averages its gradients.
@@ -29,35 +33,47 @@ hands over, so DistributedDataParallel averages its gradients.
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Callable
-from typing import Any
+from typing import Annotated, Any, Literal
 
 import torch
 import torch.nn.functional as F
+from pydantic import Field, field_validator
 from torch import nn
 
 from foveal._validation import check_eps
 from foveal.attacks import PGD
 from foveal.attacks.base import eval_mode
 from foveal.data.base import ArrayDataset
-from foveal.registry import Registry
 from foveal.threats import EpsMap, Threat, ball, dual, frozen, parse_norm
-from foveal.training import Recipe
+from foveal.training import RECIPES, Budget, NormName, Recipe, RecipeSettings, recipe_settings
 
 __all__ = [
     "RECIPES",
     "AdversarialRecipe",
+    "AdversarialSettings",
     "DualRecipe",
+    "DualSettings",
     "FatRecipe",
+    "FatSettings",
     "MadryRecipe",
+    "MadrySettings",
     "PartRecipe",
+    "PartSettings",
+    "SipHSettings",
     "SipRecipe",
+    "SipSSettings",
     "TradesRecipe",
+    "TradesSettings",
     "make_recipe",
     "robust_accuracy",
+    "top_k_masker",
 ]
 
-RECIPES: Registry[Callable[..., Recipe]] = Registry("training recipe")
+#: FAT's tau schedule: the reference's 120-epoch schedule (tau 0 up to epoch 50, 1 up to 90,
+#: then 2) as fractions of the run.
+FAT_TAU_SCHEDULE: tuple[tuple[float, int], ...] = ((50 / 120, 0), (90 / 120, 1), (1.0, 2))
 
 MaskFn = Callable[[nn.Module, dict[str, torch.Tensor]], torch.Tensor]
 
@@ -158,12 +174,10 @@ class AdversarialRecipe(Recipe):
                 "alpha": self.alpha, "fast": self.fast}  # fmt: skip
 
 
-@RECIPES.register("madry", help="PGD adversarial training (Madry et al. 2018)")
 class MadryRecipe(AdversarialRecipe):
     """PGD-AT on an Lp ball."""
 
 
-@RECIPES.register("trades", help="TRADES: CE + beta * KL, KL inner maximisation")
 class TradesRecipe(AdversarialRecipe):
     """TRADES (Zhang et al. 2019): inner max of KL(p(x)||p(x')), outer CE + beta * KL."""
 
@@ -211,7 +225,6 @@ class TradesRecipe(AdversarialRecipe):
         return {**super().describe(), "beta": self.beta}
 
 
-@RECIPES.register("fat", help="Friendly adversarial training (early-stopped PGD, tau schedule)")
 class FatRecipe(AdversarialRecipe):
     """FAT (Zhang et al. 2020): PGD-K-tau, stopping each example tau steps after it fools.
 
@@ -223,8 +236,8 @@ class FatRecipe(AdversarialRecipe):
     name = "fat"
 
     def __init__(
-        self, *, epochs: int, tau_schedule: tuple[tuple[float, int], ...] = (
-            (50 / 120, 0), (90 / 120, 1), (1.0, 2)), omega: float = 0.001, **kwargs: Any,
+        self, *, epochs: int, tau_schedule: tuple[tuple[float, int], ...] = FAT_TAU_SCHEDULE,
+        omega: float = 0.001, **kwargs: Any,
     ) -> None:  # fmt: skip
         super().__init__(**kwargs)
         self.epochs, self.schedule, self.omega = int(epochs), tuple(tau_schedule), float(omega)
@@ -276,7 +289,6 @@ def _batch_masks(batch: dict[str, torch.Tensor], recipe: str) -> torch.Tensor:
     return batch["mask"]
 
 
-@RECIPES.register("dual", help="AT-Dual: PGD on {foreground: eps_F, background: eps_B}")
 class DualRecipe(AdversarialRecipe):
     """AT-Dual (seed 000, Eq. 4). ``masker(model, batch) -> (N,1,H,W)`` foreground masks;
     default: the dataset's masks. ``eps`` is eps_F; ``eps_bg`` defaults to ``5 * eps``."""
@@ -305,7 +317,6 @@ class DualRecipe(AdversarialRecipe):
                 "masks": "masker" if self.masker else "dataset"}  # fmt: skip
 
 
-@RECIPES.register("sip", help="SIP-AT: PGD with salient pixels frozen")
 class SipRecipe(AdversarialRecipe):
     """SIP-AT (seed 003, Eq. 9): delta' = delta o (1 - M(x)).
 
@@ -342,7 +353,6 @@ def top_k_masker(reference: nn.Module, *, fraction: float = 0.5) -> MaskFn:
     return masker
 
 
-@RECIPES.register("part", help="PART: per-pixel eps map from Grad-CAM, burn-in of madry")
 class PartRecipe(AdversarialRecipe):
     """PART (REFERENCE 3): important pixels (normalised Grad-CAM > mean + std) get ``eps``,
     the rest ``eps_low``; the CAM is computed on the exact training batch, every step."""
@@ -375,17 +385,149 @@ class PartRecipe(AdversarialRecipe):
         return {**super().describe(), "eps_low": self.eps_low, "burn_in": self.burn_in}
 
 
-def make_recipe(name: str, **kwargs: Any) -> Recipe:
-    """Build a recipe by name: ``standard``, ``madry``, ``trades``, ``fat``, ``part``, ``dual``,
-    ``sip-h`` or ``sip-s`` (the latter needs ``reference=`` a robust model)."""
-    key = name.lower()
-    if key == "standard":
-        return Recipe()
-    if key in ("sip-h", "sip-s"):
-        reference = kwargs.pop("reference", None)
-        if key == "sip-s":
-            if reference is None:
+# ---------------------------------------------------------------------- registered settings
+class AdversarialSettings(RecipeSettings):
+    """The settings every adversarial recipe takes (see :class:`AdversarialRecipe`)."""
+
+    eps: Budget = Field(8 / 255, description="budget, Linf or L2 by norm (eps_F for dual)")
+    norm: NormName = Field("linf", description="linf or l2")
+    steps: int = Field(10, ge=1, description="inner PGD steps")
+    alpha: Annotated[Budget, Field(gt=0)] | None = Field(
+        None, description="inner step size (default 2.5 eps / steps)"
+    )
+    fast: bool = Field(False, description="one inner step of 1.25 eps from a random start")
+    eval_n: int = Field(500, ge=0, description="held-out images for the per-epoch PGD accuracy")
+    eval_steps: int = Field(10, ge=1, description="PGD steps of that per-epoch evaluation")
+
+    def recipe_kwargs(self) -> dict[str, Any]:
+        """The settings as keywords of the recipe's constructor."""
+        return self.model_dump(exclude={"method"})
+
+
+@RECIPES.register("madry", help="PGD adversarial training (Madry et al. 2018)")
+class MadrySettings(AdversarialSettings):
+    """Settings of :class:`MadryRecipe`."""
+
+    method: Literal["madry"] = "madry"
+
+    def build(self, *, epochs: int | None = None) -> Recipe:
+        return MadryRecipe(**self.recipe_kwargs())
+
+
+@RECIPES.register("trades", help="TRADES: CE + beta * KL, KL inner maximisation")
+class TradesSettings(AdversarialSettings):
+    """Settings of :class:`TradesRecipe`."""
+
+    method: Literal["trades"] = "trades"
+    beta: float = Field(6.0, ge=0, description="weight of the KL term")
+
+    def build(self, *, epochs: int | None = None) -> Recipe:
+        return TradesRecipe(**self.recipe_kwargs())
+
+
+@RECIPES.register("fat", help="Friendly adversarial training (early-stopped PGD, tau schedule)")
+class FatSettings(AdversarialSettings):
+    """Settings of :class:`FatRecipe`; its tau schedule is scaled to the run's epochs."""
+
+    method: Literal["fat"] = "fat"
+    tau_schedule: tuple[tuple[float, int], ...] = Field(
+        FAT_TAU_SCHEDULE, min_length=1, description="(fraction of the run, tau) pairs"
+    )
+    omega: float = Field(0.001, ge=0, description="std of the noise added to each inner step")
+
+    def build(self, *, epochs: int | None = None) -> Recipe:
+        if epochs is None:
+            raise ValueError("recipe 'fat' needs epochs= (the run's length, for its tau schedule)")
+        return FatRecipe(epochs=epochs, **self.recipe_kwargs())
+
+
+@RECIPES.register("part", help="PART: per-pixel eps map from Grad-CAM, burn-in of madry")
+class PartSettings(AdversarialSettings):
+    """Settings of :class:`PartRecipe` (Linf only)."""
+
+    method: Literal["part"] = "part"
+    eps_low: Budget = Field(7 / 255, description="budget of the unimportant pixels")
+    burn_in: int = Field(1, ge=0, description="epochs of madry first")
+
+    @field_validator("norm")
+    @classmethod
+    def _linf(cls, norm: str) -> str:
+        if norm != "linf":
+            raise ValueError(f"part uses a per-pixel Linf eps map; got norm={norm!r}")
+        return norm
+
+    def build(self, *, epochs: int | None = None) -> Recipe:
+        return PartRecipe(**self.recipe_kwargs())
+
+
+@RECIPES.register("dual", help="AT-Dual: PGD on {foreground: eps_F, background: eps_B}")
+class DualSettings(AdversarialSettings):
+    """Settings of :class:`DualRecipe`; ``build(masker=...)`` replaces the dataset's masks."""
+
+    method: Literal["dual"] = "dual"
+    eps_bg: Budget | None = Field(None, description="background budget eps_B (default 5 eps)")
+
+    def build(self, *, epochs: int | None = None, masker: MaskFn | None = None) -> Recipe:
+        return DualRecipe(masker=masker, **self.recipe_kwargs())
+
+
+@RECIPES.register("sip-h", help="SIP-AT: PGD with the dataset's (human) salient pixels frozen")
+class SipHSettings(AdversarialSettings):
+    """Settings of :class:`SipRecipe` with human masks; ``build(masker=...)`` replaces them."""
+
+    method: Literal["sip-h"] = "sip-h"
+
+    def build(self, *, epochs: int | None = None, masker: MaskFn | None = None) -> Recipe:
+        return SipRecipe(variant="sip-h", masker=masker, **self.recipe_kwargs())
+
+
+@RECIPES.register("sip-s", help="SIP-AT: PGD with the salient pixels of a robust model frozen")
+class SipSSettings(AdversarialSettings):
+    """Settings of :class:`SipRecipe` with :func:`top_k_masker` masks of a robust reference.
+
+    The reference is the checkpoint ``reference`` (loaded by :meth:`build`) or a model given
+    as ``build(reference=model)``.
+    """
+
+    method: Literal["sip-s"] = "sip-s"
+    reference: str | None = Field(None, description="robust reference checkpoint directory")
+    fraction: float = Field(0.5, gt=0, le=1, description="gradient mass the frozen pixels hold")
+
+    def build(self, *, epochs: int | None = None, reference: nn.Module | None = None) -> Recipe:
+        if reference is None:
+            if self.reference is None:
                 raise ValueError("sip-s needs reference= a robust model (--reference CKPT)")
-            kwargs["masker"] = top_k_masker(reference, fraction=kwargs.pop("fraction", 0.5))
-        return SipRecipe(variant=key, **kwargs)
-    return RECIPES.get(key)(**kwargs)
+            import foveal.models
+
+            reference = foveal.models.load(self.reference)
+        kwargs = self.model_dump(exclude={"method", "reference", "fraction"})
+        masker = top_k_masker(reference, fraction=self.fraction)
+        return SipRecipe(variant="sip-s", masker=masker, **kwargs)
+
+
+def make_recipe(name: str, *, epochs: int | None = None, **kwargs: Any) -> Recipe:
+    """Build the registered recipe ``name`` (``foveal list recipes``) from keyword settings.
+
+    Plain values (numbers, fractions such as ``"8/255"``, strings, booleans) are the recipe's
+    settings, validated by its settings class (``RECIPES.get(name)``); functions and models
+    (``masker=`` for ``dual`` and ``sip-h``, the robust ``reference=`` model of ``sip-s``) go to
+    its builder. ``epochs`` is the run's length (``fat`` scales its tau schedule to it).
+
+    Example:
+        >>> recipe = make_recipe("trades", eps="4/255", steps=5)
+        >>> recipe.eps == 4 / 255, recipe.beta
+        (True, 6.0)
+        >>> make_recipe("madry", beta=6)
+        Traceback (most recent call last):
+        ...
+        ValueError: invalid settings of recipe 'madry': method 'madry' takes no setting 'beta' (its settings: eps, norm, steps, alpha, fast, eval_n, eval_steps)
+    """  # noqa: E501
+    objects = {k: v for k, v in kwargs.items() if callable(v)}
+    settings = recipe_settings(name, {k: v for k, v in kwargs.items() if k not in objects})
+    accepted = inspect.signature(settings.build).parameters
+    unknown = [k for k in objects if k not in accepted or k == "epochs"]
+    if unknown:
+        raise ValueError(
+            f"recipe {settings.method!r} takes no {', '.join(f'{k}=' for k in unknown)} object"
+        )
+    return settings.build(epochs=epochs, **objects)

@@ -19,18 +19,20 @@ Noise samples are drawn in batches (``batch_size`` images at a time) from an exp
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Literal
 
 import torch
 import torch.nn.functional as F
+from pydantic import Field
 from scipy.stats import beta as beta_dist
 from scipy.stats import binomtest, norm
 from torch import nn
 
 from foveal._modes import eval_mode
 from foveal._validation import check_eps, check_images, check_probability
-from foveal.training import Recipe
+from foveal.training import RECIPES, Budget, Recipe, RecipeSettings
 
-__all__ = ["ABSTAIN", "Certificate", "GaussianNoiseRecipe", "Smooth"]
+__all__ = ["ABSTAIN", "Certificate", "GaussianNoiseRecipe", "GaussianSettings", "Smooth"]
 
 ABSTAIN = -1
 
@@ -160,3 +162,14 @@ class GaussianNoiseRecipe(Recipe):
 
     def describe(self):
         return {"name": self.name, "noise_sd": self.noise_sd}
+
+
+@RECIPES.register("gaussian", help="Gaussian data augmentation (for randomized smoothing)")
+class GaussianSettings(RecipeSettings):
+    """Settings of :class:`GaussianNoiseRecipe`."""
+
+    method: Literal["gaussian"] = "gaussian"
+    noise_sd: Budget = Field(0.25, description="standard deviation of the noise, in [0,1] pixels")
+
+    def build(self, *, epochs: int | None = None) -> Recipe:
+        return GaussianNoiseRecipe(self.noise_sd)

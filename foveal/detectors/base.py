@@ -6,6 +6,9 @@ adversarial) and flags an image when its score exceeds :attr:`Detector.threshold
 
 - :meth:`Detector.fit` learns from clean and (for the supervised detectors) adversarial images,
   given as tensors, datasets with ``.images`` or iterables of batches (a ``DataLoader``);
+- what a detector needs is declared on its class and read from the registry, never from its
+  name: ``needs_adversarial`` (supervised), ``needs_model`` (the classifier), ``needs_masker``
+  (a learned masking model), ``takes_labels`` (``fit(..., labels=)``);
 - :meth:`Detector.calibrate` sets the threshold so that at most a fraction ``fpr`` of the given
   held-out clean images is flagged (the usual way to compare detectors at one operating point);
 - :meth:`Detector.save` writes ``detector.safetensors`` (every learned array, including the
@@ -126,6 +129,10 @@ class Detector(abc.ABC):
     needs_adversarial: ClassVar[bool] = True
     #: Whether the detector needs the classifier (at fit and at score time).
     needs_model: ClassVar[bool] = False
+    #: Whether the detector needs a learned masking model (``masker=``, SMD and SPD).
+    needs_masker: ClassVar[bool] = False
+    #: Whether :meth:`fit` also takes the clean images' true labels (``labels=``).
+    takes_labels: ClassVar[bool] = False
     #: Threshold before any calibration.
     default_threshold: ClassVar[float] = 0.0
 

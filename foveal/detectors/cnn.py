@@ -375,6 +375,8 @@ class JacobianDetector(CNNDetector):
 class _SaliencyDetector(CNNDetector):
     """SMD / SPD: need a masking model (trained on clean images only)."""
 
+    needs_masker = True
+
     def __init__(
         self,
         model: nn.Module | None = None,

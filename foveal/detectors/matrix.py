@@ -38,7 +38,7 @@ from torch import nn
 from foveal._modes import eval_mode
 from foveal._validation import check_images, check_labels
 from foveal.attacks.base import ATTACKS, Attack
-from foveal.detectors.base import Detector, create_detector
+from foveal.detectors.base import DETECTORS, Detector, create_detector
 
 __all__ = [
     "ATTACK_LABELS",
@@ -230,7 +230,8 @@ def generalization_matrix(
             adversarial versions (N,C,H,W) per attack.
         test_clean, test_adversarial: the same for testing (the attacks must match).
         detectors: detector names (default ID, JSD, SMD, SPD).
-        masker: the masking model for SMD / SPD (trained on clean images only).
+        masker: the masking model for the detectors that need one (``needs_masker``: SMD,
+            SPD), trained on clean images only.
         detector_kwargs: keywords for every detector (``width``, ``epochs``, ...).
         progress: tqdm bar over the (detector, attack) fits.
 
@@ -251,7 +252,7 @@ def generalization_matrix(
     bar = tqdm(total=len(detectors) * len(attacks), disable=not progress, desc="matrix",
                unit="fit")  # fmt: skip
     for name in detectors:
-        extra = {"masker": masker} if name in ("smd", "spd") else {}
+        extra = {"masker": masker} if DETECTORS.get(name).needs_masker else {}
         matrix.results[name] = {}
         fitted[name] = {}
         for tr in attacks:

@@ -127,6 +127,7 @@ class OddsAreOdd(Detector):
     name = "odds"
     needs_adversarial = False
     needs_model = True
+    takes_labels = True
     default_threshold = 3.090232306167813  # Phi^-1(0.999)
 
     def __init__(

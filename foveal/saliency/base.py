@@ -6,6 +6,10 @@ must get right — input validation, resolving the target (the predicted class b
 putting the model in eval mode and restoring its mode afterwards, the output checks and the
 optional per-image normalisation — so that each subclass only implements :meth:`_compute`.
 
+What a method needs is declared on its class (``needs_model``, ``supports_differentiable``,
+``stochastic``, ``takes_layer``, ``takes_masker``), so callers such as the command line ask the
+class found in :data:`METHODS`, never the method's name.
+
 This module is written by hand: it is the glue between foveal's conventions (pixel space
 [0,1], explicit targets, restored model mode) and the libraries the methods delegate to.
 """
@@ -99,6 +103,11 @@ class SaliencyMethod(abc.ABC):
     supports_differentiable: ClassVar[bool] = False
     #: Whether the method draws random numbers (then it takes a ``seed``).
     stochastic: ClassVar[bool] = False
+    #: Whether the method reads a layer's activations (then it takes ``layer=`` and ``arch=``,
+    #: whose default layer it uses).
+    takes_layer: ClassVar[bool] = False
+    #: Whether the method needs a learned masking model (``masker=``, a model or its directory).
+    takes_masker: ClassVar[bool] = False
 
     def __init__(
         self,

@@ -69,6 +69,8 @@ def resolve_layer(
 
 
 class _LayerMethod(SaliencyMethod):
+    takes_layer = True
+
     def __init__(
         self,
         model: nn.Module,

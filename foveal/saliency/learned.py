@@ -479,6 +479,7 @@ class LearnedSaliency(SaliencyMethod):
     """
 
     supports_differentiable = True
+    takes_masker = True
 
     def __init__(
         self,

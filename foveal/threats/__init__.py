@@ -12,6 +12,10 @@ foreground/background set of seed 000 and :func:`frozen` for SIP-AT's frozen sal
 subspace: delta constant per superpixel, zero outside a crop, in an L2 or Linf ball). Every set
 is intersected with the box ``0 <= x + delta <= 1`` and projected onto exactly.
 
+:data:`BUILDERS` makes the set of a batch from the batch and a few options
+(:class:`ThreatOptions`), by name: ``ball``, ``dual``, ``box``, ``frozen`` (``foveal attack
+--threat``).
+
 Adding a set (e.g. a superpixel subspace, delta constant per superpixel): subclass
 :class:`Threat` (validation, ``bind``, ``subset``) and :class:`BoundThreat` (``sample``,
 ``project_``, ``ascent``, ``mask_gradient``, ``norms``, ``_within_budget``, and the ``budget``
@@ -31,6 +35,7 @@ Example:
 from __future__ import annotations
 
 from foveal.threats.base import BoundThreat, GeneratorLike, Threat, draw
+from foveal.threats.builders import BUILDERS, ThreatBuilder, ThreatOptions
 from foveal.threats.geometry import BoundL2Regions, BoundLinfMap, project_l2_box
 from foveal.threats.sets import (
     L2,
@@ -39,6 +44,7 @@ from foveal.threats.sets import (
     Linf,
     RegionBudget,
     ball,
+    box_threat,
     dual,
     frozen,
     parse_norm,
@@ -46,6 +52,7 @@ from foveal.threats.sets import (
 from foveal.threats.superpixel import BoundSuperpixel, Superpixel
 
 __all__ = [
+    "BUILDERS",
     "L2",
     "BoundL2Regions",
     "BoundLinfMap",
@@ -58,7 +65,10 @@ __all__ = [
     "RegionBudget",
     "Superpixel",
     "Threat",
+    "ThreatBuilder",
+    "ThreatOptions",
     "ball",
+    "box_threat",
     "draw",
     "dual",
     "frozen",

@@ -20,6 +20,7 @@ Budgets (``eps``) are a number or a per-sample tensor (N,); all must be finite a
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
 
 import torch
@@ -35,6 +36,7 @@ __all__ = [
     "Linf",
     "RegionBudget",
     "ball",
+    "box_threat",
     "dual",
     "frozen",
     "parse_norm",
@@ -175,6 +177,17 @@ class L2(Threat):
 def ball(norm: str, eps: EpsLike) -> Threat:
     """``Linf(eps)`` or ``L2(eps)`` by name (``"linf"`` / ``"l2"``)."""
     return Linf(eps) if parse_norm(norm) == "linf" else L2(eps)
+
+
+def box_threat(images: torch.Tensor, norm: str) -> Threat:
+    """A set equal to the box ``0 <= x + delta <= 1`` alone, reporting norms in ``norm``.
+
+    ``Linf(1)`` and ``L2(sqrt(C*H*W))`` contain every point of the box, so binding them adds no
+    constraint beyond the box; minimal-perturbation attacks use them when no set is given.
+    """
+    if norm == "l2":
+        return L2(math.sqrt(max(images[0].numel() if len(images) else 1, 1)))
+    return Linf(1.0)
 
 
 def _check_partition(masks: Mapping[str, torch.Tensor]) -> None:

@@ -6,6 +6,7 @@ from foveal.app.cli._app import app, fail
 
 # Command modules: importing one registers its commands on ``app``.
 from foveal.app.cli import basics  # noqa: F401  isort: skip
+from foveal.app.cli import listing  # noqa: F401  isort: skip
 from foveal.app.cli import attack  # noqa: F401  isort: skip
 from foveal.app.cli import train  # noqa: F401  isort: skip
 from foveal.app.cli import saliency  # noqa: F401  isort: skip

@@ -12,8 +12,9 @@ Example::
     foveal attack --model runs/model --attack perceptual --eps 8/255 --steps 20 --out runs/pb
 
 The command is driven by two registries: ``foveal.attacks.ATTACKS`` (``--attack``) and
-``THREAT_BUILDERS`` below (``--threat``: how the perturbation set of a batch is made from the
-batch, e.g. from its foreground masks). Generic options (``--eps``, ``--steps``, ...) and
+``foveal.threats.BUILDERS`` (``--threat``: how the perturbation set of a batch is made from the
+batch, e.g. from its foreground masks); ``foveal list attacks`` and ``foveal list threats`` show
+what is registered. Generic options (``--eps``, ``--steps``, ...) and
 ``--param KEY=VALUE`` pairs become keyword arguments of the attack's constructor, checked against
 its signature, so a newly registered attack with its own hyper-parameters needs no CLI change.
 Attacks that build their own perturbation set (``dual``, the ``sa*-fgm`` family) use it unless
@@ -34,100 +35,18 @@ from __future__ import annotations
 import inspect
 import json
 import time
-from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import torch
 import typer
 
-from foveal.app.cli._app import app, fail
+from foveal.app.cli._app import app, fail, parse_param
 from foveal.app.grids import example_rows, write_grid
+from foveal.threats import BUILDERS, ThreatOptions
 
 if TYPE_CHECKING:
     from foveal.attacks import Attack
-from foveal.registry import Registry
-
-__all__ = ["THREAT_BUILDERS", "ThreatOptions", "parse_param"]
-
-
-class ThreatOptions:
-    """The CLI options a threat builder may use."""
-
-    def __init__(self, *, norm: str, eps: float, eps_fg: float | None, eps_bg: float | None):
-        self.norm = norm
-        self.eps = eps
-        self.eps_fg = eps_fg
-        self.eps_bg = eps_bg
-
-
-#: ``--threat`` name -> builder(batch dict, options) -> Threat.
-THREAT_BUILDERS: Registry[Callable[[Mapping[str, torch.Tensor], ThreatOptions], Any]] = Registry(
-    "threat"
-)
-
-
-def _need_mask(batch: Mapping[str, torch.Tensor], name: str) -> torch.Tensor:
-    if batch.get("mask") is None:
-        raise ValueError(f"--threat {name} needs a dataset with foreground masks (e.g. shapes)")
-    return batch["mask"]
-
-
-@THREAT_BUILDERS.register("ball", help="the --norm ball of radius --eps")
-def _ball(batch: Mapping[str, torch.Tensor], o: ThreatOptions) -> Any:
-    from foveal.threats import ball
-
-    return ball(o.norm, o.eps)
-
-
-@THREAT_BUILDERS.register("dual", help="--eps-fg on the foreground mask, --eps-bg elsewhere")
-def _dual(batch: Mapping[str, torch.Tensor], o: ThreatOptions) -> Any:
-    from foveal.threats import dual
-
-    if o.eps_fg is None or o.eps_bg is None:
-        raise ValueError("--threat dual needs --eps-fg and --eps-bg")
-    return dual(_need_mask(batch, "dual"), o.eps_fg, o.eps_bg, o.norm)
-
-
-@THREAT_BUILDERS.register(
-    "box", help="the box [0,1] only (minimal-perturbation attacks: cw, deepfool, jsma)"
-)
-def _box(batch: Mapping[str, torch.Tensor], o: ThreatOptions) -> Any:
-    from foveal.attacks._common import box_threat
-
-    return box_threat(batch["image"], o.norm)
-
-
-@THREAT_BUILDERS.register("frozen", help="--eps everywhere except the foreground, which is frozen")
-def _frozen(batch: Mapping[str, torch.Tensor], o: ThreatOptions) -> Any:
-    from foveal.threats import frozen
-
-    return frozen(_need_mask(batch, "frozen"), o.eps, o.norm)
-
-
-def parse_param(text: str) -> tuple[str, Any]:
-    """``"mu=0.9"`` -> ``("mu", 0.9)``; values: true/false/none, integers, fractions, strings."""
-    from foveal._validation import parse_fraction
-
-    if "=" not in text:
-        raise ValueError(f"--param must look like KEY=VALUE; got {text!r}")
-    key, raw = (s.strip() for s in text.split("=", 1))
-    key = key.replace("-", "_")
-    if not key.isidentifier():
-        raise ValueError(f"--param key must be a name; got {key!r}")
-    low = raw.lower()
-    if low in ("true", "false"):
-        return key, low == "true"
-    if low in ("none", "null"):
-        return key, None
-    try:
-        return key, int(raw)
-    except ValueError:
-        pass
-    try:
-        return key, parse_fraction(raw, key)
-    except ValueError:
-        return key, raw
 
 
 def _attack_kwargs(cls: type[Attack], given: dict[str, Any]) -> dict[str, Any]:
@@ -155,9 +74,9 @@ def attack_command(
     n: int = typer.Option(512, help="number of images to attack"),
     size: int = typer.Option(None, help="image side in pixels (default: the checkpoint's)"),
     data_root: Path = typer.Option(None, help="local root of a real dataset"),
-    attack: str = typer.Option("pgd", help="attack name (pgd, apgd-ce, cw, autoattack, ...)"),
+    attack: str = typer.Option("pgd", help="attack name (`foveal list attacks`)"),
     threat: str = typer.Option(
-        None, help="perturbation set: ball | dual | frozen | box [default: the attack's own]"
+        None, help="perturbation set (`foveal list threats`) [default: the attack's own]"
     ),
     norm: str = typer.Option("linf", help="linf | l2"),
     eps: str = typer.Option(None, help="budget, e.g. 8/255 [default: 8/255 linf, 0.5 l2]"),
@@ -182,7 +101,10 @@ def attack_command(
     seed: int = typer.Option(0, help="random-start seed"),
     device: str = typer.Option("cpu", help="torch device, e.g. cpu or cuda"),
 ) -> None:
-    """Attack a model on a dataset; write adversarial images and a JSON summary to --out."""
+    """Attack a model on a dataset; write adversarial images and a JSON summary to --out.
+
+    `foveal list attacks` and `foveal list threats` show the registered attacks and sets.
+    """
     from safetensors.torch import save_file
     from tqdm import tqdm
 
@@ -197,7 +119,7 @@ def attack_command(
         eps_value = _fraction(eps, "--eps")
         if eps_value is None:
             eps_value = DEFAULT_EPS[norm_name]
-        builder = None if threat is None else THREAT_BUILDERS.get(threat)
+        builder = None if threat is None else BUILDERS.get(threat)
         options = ThreatOptions(
             norm=norm_name,
             eps=eps_value,

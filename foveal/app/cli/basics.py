@@ -12,7 +12,7 @@ from foveal.app.cli._app import app, fail
 
 @app.command("datasets")
 def datasets_command() -> None:
-    """List the datasets foveal can load, with their sizes."""
+    """List the datasets foveal can load, with their sizes (also `foveal list datasets`)."""
     from foveal.data import DATASETS
 
     for name in DATASETS:
@@ -25,7 +25,7 @@ def datasets_command() -> None:
 
 @app.command("models")
 def models_command() -> None:
-    """List the registered architectures."""
+    """List the registered architectures (also `foveal list models`)."""
     from foveal.models import ARCHITECTURES
 
     for name in ARCHITECTURES:

@@ -7,12 +7,14 @@ tests it on attacked test images; ``foveal detect matrix --model CKPT --data dig
 JSD, SMD and SPD on each of FGSM, BIM, MIM, C&W, DeepFool and JSMA, tests each on all, and
 writes ``matrix.json``, ``matrix.md`` and the heatmap ``matrix.png`` (seed 002, Fig. 2).
 
-SMD and SPD need the learned saliency model: ``--masker DIR`` (from
-``foveal saliency train-mask``), or one is trained here on the clean training images.
+The detectors that need the learned saliency model (``needs_masker``: SMD and SPD) take
+``--masker DIR`` (from ``foveal saliency train-mask``), or one is trained here on the clean
+training images. ``foveal list detectors`` shows the registered detectors.
 """
 
 from __future__ import annotations
 
+import inspect
 import json
 import time
 from pathlib import Path
@@ -24,7 +26,8 @@ import typer
 from foveal.app.cli._app import app, fail
 
 detect_app = typer.Typer(
-    help="Adversarial-example detectors: train, eval, matrix.", no_args_is_help=True
+    help="Adversarial-example detectors: train, eval, matrix (`foveal list detectors`).",
+    no_args_is_help=True,
 )
 app.add_typer(detect_app, name="detect")
 
@@ -43,8 +46,6 @@ _ATTACK_BATCH = typer.Option(250, "--attack-batch", help="images per attack batc
 _PROGRESS = typer.Option(True, "--progress/--no-progress")
 _SEED = typer.Option(0, "--seed", help="data and detector seed")
 _DEVICE = typer.Option("cpu", "--device", help="torch device")
-
-SUPERVISED = ("id", "jsd", "smd", "spd", "steganalysis")
 
 
 def _split(text: str, name: str) -> list[str]:
@@ -117,23 +118,30 @@ def _masker(path: Path | None, model: torch.nn.Module, images: torch.Tensor, epo
                                device=device, progress=progress).masker  # fmt: skip
 
 
-def _make_detector(name: str, model: torch.nn.Module, masker: Any, width: float, epochs: int,
-                   seed: int, device: str, progress: bool) -> Any:  # fmt: skip
-    from foveal.detectors import DETECTORS, CNNDetector, create_detector
+def _detector_class(name: str) -> Any:
+    from foveal.detectors import DETECTORS
 
     try:
-        cls = DETECTORS.get(name)
+        return DETECTORS.get(name)
     except ValueError as exc:
         fail(str(exc))
         raise AssertionError from None
+
+
+def _make_detector(name: str, model: torch.nn.Module, masker: Any, width: float, epochs: int,
+                   seed: int, device: str, progress: bool) -> Any:  # fmt: skip
+    """A detector with the options its class takes (CNN training options, a seed, a masker)."""
+    from foveal.detectors import CNNDetector, create_detector
+
+    cls = _detector_class(name)
     kwargs: dict[str, Any] = {}
     if issubclass(cls, CNNDetector):
         kwargs = {"width": width, "epochs": epochs, "seed": seed, "device": device,
                   "progress": progress}  # fmt: skip
-        if name in ("smd", "spd"):
-            kwargs["masker"] = masker
-    elif name == "steganalysis":
+    elif "seed" in inspect.signature(cls).parameters:
         kwargs = {"seed": seed}
+    if cls.needs_masker:
+        kwargs["masker"] = masker
     return create_detector(name, model, **kwargs)
 
 
@@ -144,7 +152,7 @@ def train_command(
     data_root: Path | None = _ROOT,
     size: int | None = _SIZE,
     detector: str = typer.Option(
-        "spd", "--detector", help="id, jsd, smd, spd, steganalysis, odds or squeeze"
+        "spd", "--detector", help="detector name (`foveal list detectors`)"
     ),
     attack: str = typer.Option("fgsm", "--attack", help="attack whose examples it learns from"),
     n: int = typer.Option(500, "--n", help="clean training images (and as many adversarial)"),
@@ -174,11 +182,12 @@ def train_command(
     if n < 2 or n_calib < 0:
         fail(f"--n must be >= 2 and --n-calib >= 0; got {n}, {n_calib}")
     name = detector.lower()
+    cls = _detector_class(name)
     clf = _load_model(model, device)
     train = _load_data(data, "train", n + n_calib, size, data_root, seed)
     x, y = train.images[:n], train.labels[:n]
     mk = None
-    if name in ("smd", "spd"):
+    if cls.needs_masker:
         mk = _masker(masker, clf, x, mask_epochs, mask_steps, seed, device, progress)
     det = _make_detector(name, clf, mk, width, epochs, seed, device, progress)
     info: dict[str, Any] = {"classifier": str(model), "data": data, "n": n, "detector": name}
@@ -189,7 +198,7 @@ def train_command(
                                            desc=attack)  # fmt: skip
         info.update(attack=attack.lower(), attack_success=round(rate, 4))
         det.fit(x, x_adv)
-    elif name == "odds":
+    elif det.takes_labels:
         det.fit(x, labels=y)
     else:
         det.fit(x)
@@ -282,15 +291,11 @@ def matrix_command(
     device: str = _DEVICE,
 ) -> None:
     """Train each detector on each attack, test on all (seed 002, Fig. 2): table + heatmap."""
-    from foveal.detectors import DETECTORS, generalization_matrix, generate_adversarial
+    from foveal.detectors import generalization_matrix, generate_adversarial
 
     out = out or Path("runs") / f"detect-matrix-{data}"
     dets = _split(detectors, "--detectors")
-    for d in dets:
-        try:
-            DETECTORS.get(d)
-        except ValueError as exc:
-            fail(str(exc))
+    classes = [_detector_class(d) for d in dets]
     names = _split(attacks, "--attacks")
     if n_train < 2 or n_test < 2:
         fail(f"--n-train and --n-test must be >= 2; got {n_train}, {n_test}")
@@ -299,7 +304,7 @@ def matrix_command(
     test = _load_data(data, "test", n_test, size, data_root, seed)
     start = time.perf_counter()
     mk = None
-    if {"smd", "spd"} & set(dets):
+    if any(cls.needs_masker for cls in classes):
         mk = _masker(masker, clf, train.images, mask_epochs, mask_steps, seed, device, progress)
     adv_train: dict[str, torch.Tensor] = {}
     adv_test: dict[str, torch.Tensor] = {}

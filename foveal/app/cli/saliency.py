@@ -24,7 +24,7 @@ from foveal.app.cli._app import app, fail
 logger = logging.getLogger(__name__)
 
 saliency_app = typer.Typer(
-    help="Saliency maps and the learned real-time masking model.",
+    help="Saliency maps and the learned real-time masking model (`foveal list saliency`).",
     no_args_is_help=False,
 )
 app.add_typer(saliency_app, name="saliency")
@@ -77,7 +77,11 @@ def _make_method(
     masker: Path | None,
     pgd_blur: float = 1.0,
 ):
-    """A saliency method by CLI name (``pgd`` = perturbation magnitude of L2 PGD)."""
+    """A saliency method by name (``foveal list saliency``), built with what its class declares
+    it takes (``takes_masker``: ``--masker``; ``takes_layer``: the checkpoint's architecture);
+    ``pgd`` is the perturbation magnitude of L2 PGD (:data:`PGD_SETTINGS`)."""
+    import inspect
+
     from foveal.saliency import METHODS, PerturbationMagnitude, create_method
 
     arch = meta.get("arch")
@@ -89,21 +93,32 @@ def _make_method(
         return PerturbationMagnitude(
             model, attack="pgd", attack_kwargs=dict(PGD_SETTINGS), blur_sigma=pgd_blur
         )
-    if name == "learned":
+    cls = METHODS.get(name)
+    kwargs: dict[str, Any] = {}
+    if cls.takes_masker:
         if masker is None:
             raise ValueError(
-                "method 'learned' needs --masker DIR (train one with `foveal saliency train-mask`)"
+                f"method {name!r} needs --masker DIR (train one with `foveal saliency train-mask`)"
             )
-        return create_method("learned", model, masker=masker)
-    if name in ("gradcam", "cam"):
+        kwargs["masker"] = masker
+    if cls.takes_layer:
         from foveal.models import ARCHITECTURES
 
-        kwargs = {"arch": arch} if arch and arch in ARCHITECTURES else {}
-        return create_method(name, model, **kwargs)
-    if name in ("ground-truth", "perturbation", "density"):
-        raise ValueError(f"method {name!r} is not available from the command line")
-    METHODS.get(name)
-    return create_method(name, model)
+        if arch and arch in ARCHITECTURES:
+            kwargs["arch"] = arch
+    # Required constructor arguments the command line cannot give (a tensor, a module).
+    missing = [
+        p.name
+        for p in inspect.signature(cls).parameters.values()
+        if p.default is p.empty and p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)
+        and p.name not in ("model", *kwargs)
+    ]  # fmt: skip
+    if missing:
+        needs = ", ".join(f"{m}=" for m in missing)
+        raise ValueError(
+            f"method {name!r} is not available from the command line (it needs {needs})"
+        )
+    return create_method(name, model, **kwargs)
 
 
 def _compute_maps(method: Any, images: torch.Tensor, batch_size: int, device: str) -> torch.Tensor:
@@ -221,7 +236,9 @@ def saliency_callback(
     size: int | None = _SIZE,
     split: str = typer.Option("test", "--split"),
     n: int = typer.Option(16, "--n", help="number of images"),
-    method: str = typer.Option("gradcam", "--method", help="saliency method name"),
+    method: str = typer.Option(
+        "gradcam", "--method", help="saliency method (`foveal list saliency`, or pgd)"
+    ),
     masker_rule: str = typer.Option("half-range", "--masker-rule", help="map -> mask rule"),
     masker: Path | None = _MASKER,
     out: Path | None = typer.Option(None, "--out", help="output directory"),
@@ -247,7 +264,9 @@ def maps_command(
     size: int | None = _SIZE,
     split: str = typer.Option("test", "--split"),
     n: int = typer.Option(16, "--n", help="number of images"),
-    method: str = typer.Option("gradcam", "--method", help="saliency method name"),
+    method: str = typer.Option(
+        "gradcam", "--method", help="saliency method (`foveal list saliency`, or pgd)"
+    ),
     masker_rule: str = typer.Option("half-range", "--masker-rule", help="map -> mask rule"),
     masker: Path | None = _MASKER,
     out: Path | None = typer.Option(None, "--out", help="output directory"),

@@ -32,7 +32,7 @@ def train_command(
     config: Path = typer.Option(None, help="YAML/JSON file with these settings"),
     resume: bool = typer.Option(False, help="continue the run in --out where it stopped"),
     method: str = typer.Option(
-        None, help="standard | madry | trades | fat | part | dual | sip-h | sip-s | gaussian"
+        None, help="training recipe (`foveal list recipes`) [default: standard]"
     ),
     eps: str = typer.Option(None, help="attack budget, e.g. 8/255 (eps_F for dual)"),
     norm: str = typer.Option(None, help="linf | l2"),
@@ -45,13 +45,21 @@ def train_command(
     beta: float = typer.Option(None, help="trades: weight of the KL term [6]"),
     reference: Path = typer.Option(None, help="sip-s: robust reference checkpoint"),
     noise_sd: float = typer.Option(None, help="gaussian: noise level [0.25]"),
+    param: list[str] = typer.Option(
+        [], "--param", "-p", help="any setting of the recipe, KEY=VALUE (repeatable)"
+    ),
     init: Path = typer.Option(None, help="start from this checkpoint's weights (same arch)"),
 ) -> None:
     """Train a classifier (standard or robust recipe); writes OUT/model.safetensors + json.
 
+    The recipe options (--eps, --beta, ...) and --param KEY=VALUE are validated by the
+    settings of --method: an option the method does not take is an error.
+    `foveal list recipes` shows every recipe with its settings and their defaults.
+
     Under ``torchrun --nproc_per_node=N`` the same command trains with
     DistributedDataParallel.
     """
+    from foveal.app.cli._app import parse_param
     from foveal.app.jobs import TrainJob, format_validation_error, load_config_file, run_train_job
 
     try:
@@ -77,7 +85,18 @@ def train_command(
         "fast": fast, "eps_bg": eps_bg, "eps_low": eps_low, "burn_in": burn_in, "beta": beta,
         "reference": str(reference) if reference else None, "noise_sd": noise_sd,
     }  # fmt: skip
-    recipe.update({k: v for k, v in cli_recipe.items() if v is not None})
+    shortcuts = {k: v for k, v in cli_recipe.items() if v is not None}
+    try:
+        params = dict(parse_param(p) for p in param)
+    except ValueError as exc:
+        fail(str(exc))
+        return
+    twice = sorted(set(shortcuts) & set(params))
+    if twice:
+        options = ", ".join(f"--{k.replace('_', '-')} and -p {k}=" for k in twice)
+        fail(f"a recipe setting is given twice: {options}")
+    recipe.update(shortcuts)
+    recipe.update(params)
     raw.setdefault("data", data)
     if data != "shapes" or "data" not in raw:
         raw["data"] = data

@@ -131,6 +131,7 @@ def attack_sets(
 
 
 def _run(ctx: Context) -> list[Claim]:
+    from foveal.detectors import DETECTORS as DETECTOR_CLASSES
     from foveal.detectors import create_detector, detection_accuracy, saliency_shift
 
     p = ctx.params
@@ -225,7 +226,7 @@ def _run(ctx: Context) -> list[Claim]:
 
     # Detectors trained on one attack, tested on all (Fig. 2).
     def detector_row(det_name: str, train_on: str) -> dict[str, Any]:
-        extra = {"masker": masker} if det_name in ("smd", "spd") else {}
+        extra = {"masker": masker} if DETECTOR_CLASSES.get(det_name).needs_masker else {}
         det = create_detector(det_name, clf, width=p["width"], epochs=p["epochs"], seed=0, **extra)
         start = time.perf_counter()
         det.fit(xtr, adv_tr[train_on])

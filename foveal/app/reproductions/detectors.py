@@ -116,6 +116,7 @@ def _adaptive(
     ctx: Context, s: _Setup, adv_tr: dict[str, torch.Tensor], adv_te: dict[str, torch.Tensor]
 ) -> dict[str, Any]:
     from foveal.detectors import (
+        DETECTORS,
         AdaptiveAttack,
         adversarial_training,
         create_detector,
@@ -132,7 +133,7 @@ def _adaptive(
     }
     xte, yte, clf = s.xte, s.yte, s.clf
     for name in ("id", "smd", "spd"):
-        extra = {"masker": s.masker} if name != "id" else {}
+        extra = {"masker": s.masker} if DETECTORS.get(name).needs_masker else {}
         det: Any = create_detector(
             name, clf, width=s.cfg["width"], epochs=p["detector_epochs"], seed=0, **extra
         )
