@@ -42,6 +42,7 @@ reads) and ``metrics.jsonl`` (one record per epoch).
 
 from __future__ import annotations
 
+import abc
 import json
 import logging
 import math
@@ -59,7 +60,6 @@ from pydantic import (
     BeforeValidator,
     ConfigDict,
     Field,
-    ValidationError,
     ValidationInfo,
     model_validator,
 )
@@ -69,7 +69,7 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 
 from foveal._modes import eval_mode
-from foveal._validation import check_eps, format_validation_error, parse_fraction
+from foveal._validation import check_eps, parse_fraction
 from foveal.data.base import ArrayDataset
 from foveal.io import DirectoryLock, atomic_path, atomic_write_text, remove_stale_temporaries
 from foveal.registry import Registry
@@ -90,7 +90,6 @@ __all__ = [
     "fit",
     "init_distributed",
     "lr_at",
-    "recipe_settings",
 ]
 
 log = logging.getLogger(__name__)
@@ -207,13 +206,13 @@ class RecipeSettings(BaseModel):
                 raise PydanticCustomError("unknown_setting", "{message}", {"message": text})
         return data
 
+    @abc.abstractmethod
     def build(self, *, epochs: int | None = None) -> Recipe:
         """The recipe these settings describe (``epochs``: the run's length, for schedules)."""
-        raise NotImplementedError(f"{type(self).__name__} does not define build()")
 
 
 #: Name -> the recipe's settings class (``.build()`` makes the recipe). Complete once
-#: :mod:`foveal.defenses` is imported.
+#: :mod:`foveal.defenses` is imported (:func:`foveal.defenses.recipe_settings` does it).
 RECIPES: Registry[type[RecipeSettings]] = Registry("training recipe")
 
 
@@ -225,31 +224,6 @@ class StandardSettings(RecipeSettings):
 
     def build(self, *, epochs: int | None = None) -> Recipe:
         return Recipe()
-
-
-def recipe_settings(method: str, values: Mapping[str, Any] | None = None) -> RecipeSettings:
-    """Validate ``values`` against the settings class of recipe ``method``.
-
-    Errors name the setting and the value (``ValueError``).
-
-    Example:
-        >>> recipe_settings("standard")
-        StandardSettings(method='standard')
-        >>> recipe_settings("standard", {"eps": 0.1})
-        Traceback (most recent call last):
-        ...
-        ValueError: invalid settings of recipe 'standard': method 'standard' takes no setting 'eps' (it has no settings)
-    """  # noqa: E501
-    import foveal.defenses  # noqa: F401  (registers the recipes defined there)
-
-    cls = RECIPES.get(method)
-    name = cls.model_fields["method"].default
-    try:
-        return cls.model_validate({**(values or {}), "method": name})
-    except ValidationError as exc:
-        raise ValueError(
-            f"invalid settings of recipe {name!r}: {format_validation_error(exc)}"
-        ) from None
 
 
 @torch.no_grad()

@@ -24,7 +24,7 @@ import pytest
 import torch
 
 import foveal
-from foveal.defenses.adversarial import make_recipe
+from foveal.defenses import make_recipe
 from foveal.io import DirectoryLock, DirectoryLocked
 from foveal.training import Recipe, TrainConfig, Trainer, fit
 

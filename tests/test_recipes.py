@@ -10,13 +10,13 @@ import torch.nn.functional as F
 
 import foveal
 from foveal.attacks import PGD
+from foveal.defenses import make_recipe
 from foveal.defenses.adversarial import (
     DualRecipe,
     FatRecipe,
     PartRecipe,
     SipRecipe,
     TradesRecipe,
-    make_recipe,
     top_k_masker,
 )
 from foveal.threats import EpsMap

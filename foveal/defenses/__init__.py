@@ -6,9 +6,10 @@ Importing this package registers every training recipe in :data:`RECIPES` (``sta
 
 from __future__ import annotations
 
-from foveal.defenses.adversarial import RECIPES, make_recipe
+from foveal.defenses.recipes import make_recipe, recipe_settings
 from foveal.defenses.smoothing import ABSTAIN, Certificate, GaussianNoiseRecipe, Smooth
 from foveal.defenses.transforms import TRANSFORMS, InputTransform, make_transform
+from foveal.training import RECIPES
 
 __all__ = [
     "ABSTAIN",
@@ -20,4 +21,5 @@ __all__ = [
     "Smooth",
     "make_recipe",
     "make_transform",
+    "recipe_settings",
 ]

@@ -33,7 +33,6 @@ hands over, so DistributedDataParallel averages its gradients.
 
 from __future__ import annotations
 
-import inspect
 from collections.abc import Callable
 from typing import Annotated, Any, Literal
 
@@ -47,7 +46,7 @@ from foveal.attacks import PGD
 from foveal.attacks.base import eval_mode
 from foveal.data.base import ArrayDataset
 from foveal.threats import EpsMap, Threat, ball, dual, frozen, parse_norm
-from foveal.training import RECIPES, Budget, NormName, Recipe, RecipeSettings, recipe_settings
+from foveal.training import RECIPES, Budget, NormName, Recipe, RecipeSettings
 
 __all__ = [
     "RECIPES",
@@ -66,7 +65,6 @@ __all__ = [
     "SipSSettings",
     "TradesRecipe",
     "TradesSettings",
-    "make_recipe",
     "robust_accuracy",
     "top_k_masker",
 ]
@@ -503,31 +501,3 @@ class SipSSettings(AdversarialSettings):
         kwargs = self.model_dump(exclude={"method", "reference", "fraction"})
         masker = top_k_masker(reference, fraction=self.fraction)
         return SipRecipe(variant="sip-s", masker=masker, **kwargs)
-
-
-def make_recipe(name: str, *, epochs: int | None = None, **kwargs: Any) -> Recipe:
-    """Build the registered recipe ``name`` (``foveal list recipes``) from keyword settings.
-
-    Plain values (numbers, fractions such as ``"8/255"``, strings, booleans) are the recipe's
-    settings, validated by its settings class (``RECIPES.get(name)``); functions and models
-    (``masker=`` for ``dual`` and ``sip-h``, the robust ``reference=`` model of ``sip-s``) go to
-    its builder. ``epochs`` is the run's length (``fat`` scales its tau schedule to it).
-
-    Example:
-        >>> recipe = make_recipe("trades", eps="4/255", steps=5)
-        >>> recipe.eps == 4 / 255, recipe.beta
-        (True, 6.0)
-        >>> make_recipe("madry", beta=6)
-        Traceback (most recent call last):
-        ...
-        ValueError: invalid settings of recipe 'madry': method 'madry' takes no setting 'beta' (its settings: eps, norm, steps, alpha, fast, eval_n, eval_steps)
-    """  # noqa: E501
-    objects = {k: v for k, v in kwargs.items() if callable(v)}
-    settings = recipe_settings(name, {k: v for k, v in kwargs.items() if k not in objects})
-    accepted = inspect.signature(settings.build).parameters
-    unknown = [k for k in objects if k not in accepted or k == "epochs"]
-    if unknown:
-        raise ValueError(
-            f"recipe {settings.method!r} takes no {', '.join(f'{k}=' for k in unknown)} object"
-        )
-    return settings.build(epochs=epochs, **objects)

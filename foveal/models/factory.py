@@ -9,6 +9,7 @@ from typing import Any
 from torch import nn
 
 from foveal.models.architectures import ARCHITECTURES
+from foveal.models.meta import validate_meta
 from foveal.models.normalized import Normalized
 
 __all__ = ["build", "create", "describe"]
@@ -38,8 +39,6 @@ def create(
 def build(meta: dict[str, Any]) -> nn.Module:
     """Rebuild an (untrained) model from checkpoint metadata (validated first: see
     :class:`foveal.models.checkpoint.ModelMeta`)."""
-    from foveal.models.checkpoint import validate_meta
-
     spec = validate_meta(meta, "metadata")
     kwargs = dict(spec.arch_kwargs)
     kwargs.pop("in_channels", None)
