@@ -27,7 +27,7 @@ already in eval mode):
 
 The context they return is ``problem.context`` inside :meth:`Attack.perturb` and
 :meth:`~foveal.attacks.IterativeAttack.step_size`; nothing per call is stored on the attack
-object, so one attack object serves any number of calls (and threads). An attack declares
+object, so one attack object serves any sequence of batches. An attack declares
 whether it reads masks (the class attribute ``uses_masks``) and whether its configuration needs
 them (the property ``requires_masks``); the engine refuses masks given to an attack that does not
 read them (restrict such an attack through the set instead: ``threat=frozen(...)`` or
@@ -385,7 +385,8 @@ class Attack(abc.ABC):
 
         Default: ``threat`` if given, else the attack's ``norm`` ball of radius ``eps``.
         Attacks may derive the set from the images and the context (the dual attack's region
-        budget on its foreground) or adapt a given set (the superpixel attacks' subspace).
+        budget on its foreground) or adapt a given set (the superpixel attacks' subspace); an
+        adapted set must lie inside the given one.
         """
         return ball(self.norm, self.eps) if threat is None else threat
 

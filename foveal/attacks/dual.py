@@ -317,9 +317,8 @@ class DualPerturbation(PGD):
         )
 
     def _context_foreground(self, images: torch.Tensor, context: Context) -> torch.Tensor:
-        """The foreground :meth:`prepare` put into ``context`` (derived here if it is absent)."""
-        if context.masks is not None and context.masks.shape[1] == 1:
-            return context.masks
+        """The foreground :meth:`prepare` put into ``context`` (derived if it is absent, as in
+        a problem built by hand)."""
         return self._foreground(images, context.masks)
 
     # ------------------------------------------------------------------ per-call hooks

@@ -39,10 +39,12 @@ Sets. The attack's own set (no ``threat=``) is its superpixel subspace with the 
   belong to the region), with that region's budget and norm. The other regions never move
   (frozen pixels stay exactly unchanged).
 
-Sets with several non-zero budgets — ``dual(mask, eps_F, eps_B)`` with two budgets, any
-``RegionBudget`` with two or more non-zero budgets, an ``EpsMap`` — are refused (``ValueError``):
-``Scale_eps`` maps the noise vector onto *one* sphere of radius eps (Eq. 3-4), and such a set
-has no single eps to scale to. Use the iterative attacks (``BIM``, ``PGD``) on those sets.
+Sets with several non-zero budgets — ``dual(mask, eps_F, eps_B)`` with eps_F, eps_B > 0, any
+``RegionBudget`` with two or more regions of non-zero budget, an ``EpsMap`` — are refused
+(``ValueError``): ``Scale_eps`` maps the noise vector onto *one* sphere of radius eps (Eq. 3-4),
+and such a set has no single eps to scale to. (A Linf ``dual`` set with equal budgets is the
+ball ``Linf(eps)``: pass that; ``dual(mask, 0, eps)`` has one non-zero budget and is accepted.)
+Use the iterative attacks (``BIM``, ``PGD``) on the refused sets.
 
 Written here: no library offers superpixel-subspace attacks. SLIC and the merge come from
 scikit-image (:func:`foveal.saliency.slic_superpixels`), CAM from :mod:`foveal.saliency`.
@@ -117,7 +119,7 @@ class SuperpixelAttack(Attack):
     reuse precomputed superpixels), an ``L2`` / ``Linf`` ball, whose budget then replaces
     ``eps`` inside the attack's own superpixel subspace, or a region budget with exactly one
     region of non-zero budget (e.g. ``frozen(mask, eps)``), which restricts the crop to that
-    region with that budget. Sets with several non-zero budgets (``dual`` with two budgets,
+    region with that budget. Sets with several non-zero budgets (``dual`` with eps_F, eps_B > 0,
     ``EpsMap``) raise ``ValueError``: ``Scale_eps`` needs one radius (see the module docstring).
     """
 
