@@ -170,6 +170,10 @@ def test_a_single_budget_region_set_restricts_the_crop(cls, norm, eps, channels)
     assert spec.norm == norm and spec.eps == pytest.approx(eps)
     assert spec.mask is not None
     torch.testing.assert_close(spec.mask, crop * (1 - salient.amax(1, keepdim=True)))
+    # batched == per-sample
+    for i in range(len(x)):
+        single = attack(x[i : i + 1], y[i : i + 1], threat=threat.subset([i]))
+        torch.testing.assert_close(single[0], out[i], atol=1e-10, rtol=0)
 
 
 def test_multi_budget_sets_are_refused_with_the_reason() -> None:
