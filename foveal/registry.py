@@ -32,9 +32,12 @@ class Registry(Generic[T]):
 
         return decorator
 
-    def unregister(self, name: str) -> None:
-        del self._entries[name.lower()]
-        del self._help[name.lower()]
+    def unregister(self, name: str) -> T:
+        """Remove ``name`` and return what it mapped to (e.g. an entry added for a test)."""
+        key = str(name).lower()
+        self.get(key)  # unknown names fail as in get
+        self._help.pop(key, None)
+        return self._entries.pop(key)
 
     def get(self, name: str) -> T:
         key = str(name).lower()

@@ -23,6 +23,9 @@ from torch import nn
 
 from foveal import threats as T
 from foveal.attacks import (
+    APGD,
+    APGDDLR,
+    APGDT,
     ATTACKS,
     BIM,
     FGSM,
@@ -30,6 +33,7 @@ from foveal.attacks import (
     PGD,
     Attack,
     CrossEntropy,
+    DualPerturbation,
     Margin,
     ObjectiveContext,
     sweep,
@@ -110,13 +114,19 @@ SAI_START: dict[str, Any] = {"random_start": True, "restarts": 2, "seed": 11}
 #: Per-attack opt-ins (attacks not listed use DEFAULT_KWARGS and every set).
 SPECS: dict[str, AttackSpec] = {
     "mim": AttackSpec(kwargs={"steps": 3, "mu": 0.9, "restarts": 2, "seed": 3}),
-    # saliency-guided attacks (seeds 000, 001, 004): the SA* family restricts a ball to its own
-    # superpixel subspace (Grad-CAM crop: TinyNet has no GAP head for CAM; S = 3 on 8x8 images)
+    # saliency-guided attacks (seeds 000, 001, 004): the SA* family restricts a ball or a
+    # single-budget region set to its own superpixel subspace (sets with several non-zero
+    # budgets are refused; Grad-CAM crop: TinyNet has no GAP head for CAM; S = 3 on 8x8 images).
+    # Known limitation, Linf sets: where every cell of a sample sits on a bound of the box or
+    # ball, the noise gradient vanishes up to rounding and M-SAI-FGM's L1 normalisation (Eq. 5)
+    # turns the rounding into a full step, so batched and per-sample runs can then differ (about
+    # 1 random draw in 300 on these 8x8 images, for "linf" as for "frozen-linf"); frozen Linf
+    # sets are therefore tested on fixed inputs in test_sai_attack.py.
     "dual": AttackSpec(kwargs={"steps": 3, "lam": 1.0, "restarts": 2, "seed": 11}),
     **{
         name: AttackSpec(
             kwargs={"steps": steps, "attention": "gradcam", "size": 3.0, **SAI_START},
-            threats=("l2", "linf", "linf-per-sample"),
+            threats=("l2", "linf", "linf-per-sample", "frozen-l2"),
         )
         for name, steps in (("sai-fgm", 3), ("sa-fgm", 1), ("m-sai-fgm", 3))
     },
@@ -525,3 +535,38 @@ def test_registry_lists_the_classic_attacks() -> None:
         assert ATTACKS.get(name).name == name
     with pytest.raises(ValueError, match="did you mean 'pgd'"):
         ATTACKS.get("pgdd")
+
+
+# ---------------------------------------------------------------- one call shape for every attack
+@pytest.mark.parametrize("name", ATTACKS.names())
+def test_every_attack_is_called_through_the_engine(name: str) -> None:
+    cls = ATTACKS.get(name)
+    assert cls.__call__ is Attack.__call__ and cls.run is Attack.run
+    assert "masks" in inspect.signature(cls.run).parameters
+
+
+@pytest.mark.parametrize("name", [n for n in ATTACKS.names() if not ATTACKS.get(n).uses_masks])
+def test_masks_given_to_an_attack_that_does_not_read_them_are_refused(name: str) -> None:
+    attack = build_attack(name, tiny_model())
+    x, y = torch.rand(2, 3, 8, 8), torch.tensor([0, 1])
+    masks = torch.ones(2, 1, 8, 8)
+    pattern = rf"\('{name}'\) does not read masks; got masks=\(2, 1, 8, 8\).*threat=frozen\("
+    with pytest.raises(TypeError, match=pattern):
+        attack(x, y, masks=masks)
+    with pytest.raises(TypeError, match=r"threat=dual\(masks, eps_fg, eps_bg\)"):
+        attack.run(x, y, masks=masks)
+
+
+def test_class_defaults_replace_redeclared_constructors() -> None:
+    model = tiny_model()
+    pgd, bim = PGD(model), BIM(model)
+    assert pgd.random_start and pgd.rel_alpha == pytest.approx(2.5 / 10)
+    assert not bim.random_start and bim.rel_alpha == pytest.approx(1 / 10)
+    assert not PGD(model, random_start=False).random_start
+    assert FGSM(model).steps == 1 and FGSM(model).rel_alpha == 1.0
+    assert "steps" not in inspect.signature(FGSM).parameters
+    assert "random_start" not in inspect.signature(BIM).parameters
+    assert DualPerturbation(model).random_start and DualPerturbation(model).steps == 10
+    assert isinstance(APGD(model).objective, CrossEntropy)
+    assert repr(APGDDLR(model).objective) == repr(APGDT(model).objective) == "DLR()"
+    assert APGD(model).random_start and APGDT(model).random_start

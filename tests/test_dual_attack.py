@@ -15,6 +15,7 @@ from foveal.attacks import (
     ExpectationOverNoise,
     ObjectiveContext,
     SalienceTerm,
+    sweep,
 )
 from foveal.saliency import foreground_score, half_range, spectral_residual
 
@@ -142,6 +143,18 @@ def test_eot_averages_over_noise_and_keeps_the_output_noise_free() -> None:
 def test_bad_arguments(kwargs: dict, pattern: str) -> None:
     with pytest.raises(ValueError, match=pattern):
         DualPerturbation(Net(), **kwargs)
+
+
+def test_ground_truth_masks_reach_every_run_of_a_sweep() -> None:
+    model, x, y, fg = _setup()
+    attack = DualPerturbation(model, lam=0.5, steps=2, mask_source="ground-truth")
+    assert attack.uses_masks and attack.requires_masks
+    assert DualPerturbation.uses_masks and not DualPerturbation(model).requires_masks
+    res = sweep(attack, x, y, [T.Linf(2 / 255), T.dual(fg, 2 / 255, 8 / 255)], masks=fg)
+    expected = attack.run(x, y, threat=T.dual(fg, 2 / 255, 8 / 255), masks=fg)
+    assert torch.equal(res.success[1], expected.success)
+    with pytest.raises(ValueError, match=r"mask_source='ground-truth' needs ground-truth masks"):
+        sweep(attack, x, y, [T.Linf(2 / 255)])
 
 
 def test_bad_masks_name_the_argument() -> None:

@@ -8,7 +8,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from foveal import threats as T
-from foveal.attacks import PerceptualBall, perceptual_layers
+from foveal.attacks import ATTACKS, PerceptualBall, perceptual_layers
 from foveal.saliency import PerturbationMagnitude
 
 CLASSES = 4
@@ -89,13 +89,15 @@ def test_other_sets_pass_through() -> None:
     assert bool(threat.bind(x).contains(adv - x, atol=1e-9).all())
 
 
-def test_perturbation_magnitude_saliency_accepts_the_attack_by_name_and_callable() -> None:
+def test_perturbation_magnitude_saliency_takes_the_attack_built_by_the_caller() -> None:
     model, x, y = _setup(n=2)
-    by_name = PerturbationMagnitude(model, attack="perceptual", attack_kwargs={"steps": 3})
+    by_name = PerturbationMagnitude(model, attack=ATTACKS.get("perceptual")(model, steps=3))
     maps = by_name(x, target=y)
     assert maps.shape == (2, 1, 12, 12) and float(maps.max()) > 0
     direct = PerturbationMagnitude(model, attack=PerceptualBall(model, steps=3))(x, target=y)
     torch.testing.assert_close(maps, direct)
+    with pytest.raises(TypeError, match=r"build a named attack first"):
+        PerturbationMagnitude(model, attack="perceptual")
 
 
 @pytest.mark.parametrize(

@@ -142,8 +142,61 @@ def test_ball_threats_become_the_attacks_own_subspace() -> None:
     out = SAIFGM(model, size=3.0).run(x, y, threat=T.Linf(8 / 255))
     d = out.adversarial - x
     assert float(d.abs().max()) <= 8 / 255 + 1e-12 and float(d.abs().max()) > 0
-    with pytest.raises(TypeError, match=r"threat must be a Superpixel set or an L2 / Linf ball"):
-        SAIFGM(model)(x, y, threat=T.frozen(torch.zeros(2, 1, 16, 16, dtype=x.dtype), 0.1))
+
+
+@pytest.mark.parametrize("cls", [SAFGM, SAIFGM, MSAIFGM])
+@pytest.mark.parametrize(("norm", "eps"), [("l2", 0.6), ("linf", 8 / 255)])
+@pytest.mark.parametrize("channels", [1, 3])
+def test_a_single_budget_region_set_restricts_the_crop(cls, norm, eps, channels) -> None:
+    model, x, y = _setup(n=3)
+    gen = torch.Generator().manual_seed(1)
+    salient = (torch.rand(3, channels, 16, 16, generator=gen) > 0.6).to(x.dtype)
+    threat = T.frozen(salient, eps, norm)
+    attack = cls(model, size=3.0)
+    out = attack.run(x, y, threat=threat).adversarial
+    d = out - x
+    # frozen pixels never move (a pixel with any frozen channel stays whole)
+    frozen_pixel = salient.amax(1, keepdim=True).expand_as(x) > 0
+    assert torch.equal(out[frozen_pixel], x[frozen_pixel])
+    # nothing moves outside the attention crop either, and the budget of the set holds
+    crop = attack.crop(x)
+    assert crop is not None
+    assert float((d * (1 - crop)).abs().max()) == 0.0
+    assert bool(threat.bind(x).contains(d, atol=1e-9).all())
+    size = d.flatten(1).norm(dim=1) if norm == "l2" else d.flatten(1).abs().amax(1)
+    assert bool((size <= eps + 1e-9).all()) and float(size.max()) > 0.5 * eps
+    # the subspace is the attack's own, cropped to the free pixels, with the set's budget
+    spec = attack.subspace(x, threat)
+    assert spec.norm == norm and spec.eps == pytest.approx(eps)
+    assert spec.mask is not None
+    torch.testing.assert_close(spec.mask, crop * (1 - salient.amax(1, keepdim=True)))
+    # batched == per-sample
+    for i in range(len(x)):
+        single = attack(x[i : i + 1], y[i : i + 1], threat=threat.subset([i]))
+        torch.testing.assert_close(single[0], out[i], atol=1e-10, rtol=0)
+
+
+def test_multi_budget_sets_are_refused_with_the_reason() -> None:
+    model, x, y = _setup(n=2)
+    fg = torch.zeros(2, 1, 16, 16, dtype=x.dtype)
+    fg[..., 4:12, 4:12] = 1
+    attack = SAIFGM(model, size=3.0)
+    accepted = r"accepted: a Superpixel set, an L2 / Linf ball, or a RegionBudget with exactly one"
+    for threat in (T.dual(fg, 2 / 255, 16 / 255), T.EpsMap(fg * 4 / 255 + 1 / 255)):
+        with pytest.raises(ValueError, match=r"Scale_eps scales the noise vector onto one sphere"):
+            attack(x, y, threat=threat)
+        with pytest.raises(ValueError, match=accepted):
+            attack.run(x, y, threat=threat)
+    with pytest.raises(ValueError, match=r"regions \['foreground', 'background'\] have non-zero"):
+        attack(x, y, threat=T.dual(fg, 2 / 255, 16 / 255))
+
+
+def test_masks_are_refused_with_a_pointer_to_the_sets() -> None:
+    model, x, y = _setup(n=2)
+    masks = torch.ones(2, 1, 16, 16, dtype=x.dtype)
+    assert not SAIFGM.uses_masks and not SAIFGM(model).requires_masks
+    with pytest.raises(TypeError, match=r"SAIFGM \('sai-fgm'\) does not read masks; got masks="):
+        SAIFGM(model)(x, y, masks=masks)
 
 
 @pytest.mark.parametrize(

@@ -329,7 +329,7 @@ def test_perturbation_magnitude(model: nn.Module, images: torch.Tensor) -> None:
     torch.testing.assert_close(maps, perturbation_magnitude(images, _shift_attack(images, y)))
     with pytest.raises(ValueError, match="needs target labels"):
         PerturbationMagnitude(attack=_shift_attack)(images)
-    with pytest.raises(ValueError, match="model=None"):
+    with pytest.raises(TypeError, match=r"attack must be a tensor x_adv or a callable .*'pgd'"):
         PerturbationMagnitude(attack="pgd")
     with pytest.raises(ValueError, match="x_adv must have the shape"):
         perturbation_magnitude(images, images[:2])

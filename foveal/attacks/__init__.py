@@ -22,6 +22,11 @@ only the object::
     x_adv = PGD(model, eps=8 / 255)(x, y, threat=frozen(salient, 8 / 255))    # salient fixed
     x_obj = BIM(model, norm="l2", eps=1.0)(x, y, threat=frozen(1 - obj, 1.0))  # object only
 
+Per-batch masks reach the attacks that read them (``uses_masks``) as ``attack(x, y, masks=m)``;
+others refuse them. Such an attack implements its idea through the engine's hooks ``prepare``,
+``threat_for`` and ``objective_for``, which see a frozen per-batch :class:`Context` (see
+:mod:`foveal.attacks.base`).
+
 Saliency-guided attacks: :class:`DualPerturbation` (seed 000: eps_F / eps_B and a salience
 term), :class:`SAFGM` / :class:`SAIFGM` / :class:`MSAIFGM` (seed 001: superpixel subspace cropped
 by CAM) and :class:`PerceptualBall` (seed 004: L-BFGS on margin + perceptual loss); see
@@ -36,6 +41,7 @@ from foveal.attacks.base import (
     DEFAULT_EPS,
     Attack,
     AttackResult,
+    Context,
     Problem,
     eval_mode,
     sample_generators,
@@ -87,6 +93,7 @@ __all__ = [
     "Attack",
     "AttackResult",
     "AutoAttack",
+    "Context",
     "CrossEntropy",
     "DeepFool",
     "DualPerturbation",

@@ -13,7 +13,14 @@ import torch
 from torch import nn
 
 from foveal._validation import check_eps
-from foveal.attacks.base import DEFAULT_EPS, Attack, Problem, _image_keys, sample_generators
+from foveal.attacks.base import (
+    DEFAULT_EPS,
+    Attack,
+    Context,
+    Problem,
+    _image_keys,
+    sample_generators,
+)
 from foveal.attacks.objectives import Objective, ObjectiveLike
 from foveal.threats import Threat, ball, box_threat
 
@@ -88,7 +95,7 @@ def sub_problem(
     targeted: bool | None = None,
     objective: Objective | None = None,
 ) -> Problem:
-    """The same problem for the samples ``index`` (the set re-bound to them).
+    """The same problem for the samples ``index`` (the set re-bound to them, the context sliced).
 
     Needs ``problem.spec`` (set by the engine); ``labels``, ``targeted`` and ``objective``
     replace the problem's own (``labels`` are given for the selected samples).
@@ -106,6 +113,7 @@ def sub_problem(
         bound,
         problem.objective if objective is None else objective,
         spec=problem.spec.subset(index.cpu()),
+        context=problem.context.subset(index),
     )
 
 
@@ -142,7 +150,9 @@ class MinimalAttack(Attack):
         else:
             self.eps = DEFAULT_EPS[self.norm]
 
-    def threat_for(self, images: torch.Tensor) -> Threat:
+    def threat_for(self, images: torch.Tensor, context: Context, threat: Threat | None) -> Threat:
+        if threat is not None:
+            return threat
         return ball(self.norm, self.eps) if self.bounded else box_threat(images, self.norm)
 
     def config(self) -> dict[str, Any]:

@@ -35,6 +35,7 @@ from __future__ import annotations
 import functools
 import math
 from collections.abc import Callable
+from typing import ClassVar
 
 import torch
 from torch import nn
@@ -179,26 +180,32 @@ def run_apgd(
 
 
 class _APGDBase(Attack):
+    """APGD's constructor and algorithm; the registered classes differ in class defaults."""
+
+    #: ``objective`` when the constructor gets ``None``.
+    default_objective: ClassVar[str] = "ce"
+    default_random_start = True
+
     def __init__(
         self,
         model: nn.Module,
         *,
-        eps: float | None,
-        norm: str,
-        steps: int,
-        objective: ObjectiveLike,
-        rho: float,
-        momentum: float,
-        eot_iter: int,
-        random_start: bool,
-        restarts: int,
-        seed: int | None,
+        eps: float | None = None,
+        norm: str = "linf",
+        steps: int = 100,
+        objective: ObjectiveLike | None = None,
+        rho: float = 0.75,
+        momentum: float = 0.75,
+        eot_iter: int = 1,
+        random_start: bool | None = None,
+        restarts: int = 1,
+        seed: int | None = 0,
     ) -> None:
         super().__init__(
             model,
             eps=eps,
             norm=norm,
-            objective=objective,
+            objective=self.default_objective if objective is None else objective,
             random_start=random_start,
             restarts=restarts,
             seed=seed,
@@ -259,35 +266,6 @@ _APGD_DOC = """
 class APGD(_APGDBase):
     name = "apgd-ce"
 
-    def __init__(
-        self,
-        model: nn.Module,
-        *,
-        eps: float | None = None,
-        norm: str = "linf",
-        steps: int = 100,
-        objective: ObjectiveLike = "ce",
-        rho: float = 0.75,
-        momentum: float = 0.75,
-        eot_iter: int = 1,
-        random_start: bool = True,
-        restarts: int = 1,
-        seed: int | None = 0,
-    ) -> None:
-        super().__init__(
-            model,
-            eps=eps,
-            norm=norm,
-            steps=steps,
-            objective=objective,
-            rho=rho,
-            momentum=momentum,
-            eot_iter=eot_iter,
-            random_start=random_start,
-            restarts=restarts,
-            seed=seed,
-        )
-
 
 APGD.__doc__ = "Auto-PGD with the cross-entropy objective (any objective may be given)." + (
     _APGD_DOC.format(objective='"ce"', cls="APGD")
@@ -297,35 +275,7 @@ APGD.__doc__ = "Auto-PGD with the cross-entropy objective (any objective may be 
 @ATTACKS.register("apgd-dlr", help="APGD-DLR: auto-step PGD on the difference-of-logits ratio")
 class APGDDLR(_APGDBase):
     name = "apgd-dlr"
-
-    def __init__(
-        self,
-        model: nn.Module,
-        *,
-        eps: float | None = None,
-        norm: str = "linf",
-        steps: int = 100,
-        objective: ObjectiveLike = "dlr",
-        rho: float = 0.75,
-        momentum: float = 0.75,
-        eot_iter: int = 1,
-        random_start: bool = True,
-        restarts: int = 1,
-        seed: int | None = 0,
-    ) -> None:
-        super().__init__(
-            model,
-            eps=eps,
-            norm=norm,
-            steps=steps,
-            objective=objective,
-            rho=rho,
-            momentum=momentum,
-            eot_iter=eot_iter,
-            random_start=random_start,
-            restarts=restarts,
-            seed=seed,
-        )
+    default_objective = "dlr"
 
 
 APGDDLR.__doc__ = "Auto-PGD with the DLR objective (scale-invariant in the logits)." + (
@@ -363,6 +313,7 @@ class APGDT(_APGDBase):
     """
 
     name = "apgd-t"
+    default_objective = "dlr"
 
     def __init__(
         self,
@@ -372,11 +323,11 @@ class APGDT(_APGDBase):
         norm: str = "linf",
         steps: int = 100,
         n_targets: int = 9,
-        objective: ObjectiveLike = "dlr",
+        objective: ObjectiveLike | None = None,
         rho: float = 0.75,
         momentum: float = 0.75,
         eot_iter: int = 1,
-        random_start: bool = True,
+        random_start: bool | None = None,
         restarts: int = 1,
         seed: int | None = 0,
     ) -> None:
@@ -464,4 +415,5 @@ def _retarget(problem: Problem, labels: torch.Tensor, objective: Objective) -> P
         True,
         problem.threat,
         objective,
+        context=problem.context,
     )

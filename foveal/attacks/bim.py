@@ -45,6 +45,8 @@ class BIM(IterativeAttack):
 
     name = "bim"
 
+    # Its own constructor because BIM takes no ``random_start`` (always from zero); a class
+    # default could only change the default, and the command line checks this signature.
     def __init__(
         self,
         model: nn.Module,

@@ -18,7 +18,11 @@ per region after masking it (``G(F o grad)``, ``G(B o grad)``), the step is per 
 - :class:`DualPerturbation`, PGD on the dual set with the objective ``CE + lambda * S``, the
   masks taken from a masker on the fixation map (the half-range threshold of seed 000 by
   default) or from ground-truth masks passed per call (``masks=``), and absolute per-region
-  step sizes ``alpha_fg`` / ``alpha_bg``.
+  step sizes ``alpha_fg`` / ``alpha_bg``. It is PGD plus the engine's per-call hooks:
+  ``prepare`` derives the foreground of the batch (into the call's context), ``threat_for``
+  builds ``dual(foreground, eps_F, eps_B)`` and ``objective_for`` the objective
+  ``CE + lambda * S(foreground)`` (averaged over noise under EOT); the step size reads the
+  foreground from ``problem.context``.
 
 With ``eps_fg == eps_bg`` and ``lam == 0`` (Linf) the attack is exactly PGD with the same seed.
 For L2 the dual set is two balls (one per region) and thus larger than one ball of that radius.
@@ -28,7 +32,6 @@ Written here because no library offers the salience term, per-region budgets or 
 
 from __future__ import annotations
 
-import copy
 import math
 from collections.abc import Callable
 from dataclasses import replace
@@ -38,9 +41,10 @@ import torch
 from torch import nn
 
 from foveal._validation import check_eps, check_images, check_mask
-from foveal.attacks.base import ATTACKS, AttackResult, Problem, _image_keys, sample_generators
+from foveal.attacks.base import ATTACKS, Context, Problem, _image_keys, sample_generators
 from foveal.attacks.objectives import Objective, ObjectiveContext, ObjectiveLike, as_objective
 from foveal.attacks.pgd import PGD
+from foveal.saliency import foreground_score, half_range, spectral_residual
 from foveal.threats import GeneratorLike, Threat, draw, dual
 
 __all__ = ["MASK_SOURCES", "DualPerturbation", "ExpectationOverNoise", "SalienceTerm"]
@@ -52,15 +56,9 @@ Density = Callable[[torch.Tensor], torch.Tensor]
 MaskFn = Callable[[torch.Tensor], torch.Tensor]
 
 
-def _default_density(images: torch.Tensor) -> torch.Tensor:
-    from foveal.saliency import spectral_residual
-
-    return spectral_residual(images)
-
-
 def _check_density(density: Density | None) -> Density:
     if density is None:
-        return _default_density
+        return spectral_residual
     if not callable(density):
         raise TypeError(f"density must be callable images -> (N,1,H,W); got {type(density)}")
     if getattr(density, "differentiable", True) is False:
@@ -106,8 +104,6 @@ class SalienceTerm(Objective):
         self.density = _check_density(density)
 
     def __call__(self, ctx: ObjectiveContext) -> torch.Tensor:
-        from foveal.saliency import foreground_score
-
         density = self.density(ctx.adversarial)
         if self._fg.shape[0] != density.shape[0]:  # e.g. the draws of ExpectationOverNoise
             return foreground_score(density, self.foreground).to(ctx.adversarial.dtype)
@@ -179,19 +175,22 @@ class DualPerturbation(PGD):
         alpha_fg, alpha_bg: absolute step sizes per region (give both or neither); default
             ``rel_alpha`` times each region's budget.
         rel_alpha: step relative to each region's budget (default 2.5 / steps, as PGD).
-        random_start: uniform start inside each region's ball (default True).
+        random_start: uniform start inside each region's ball (default True, as PGD).
         restarts: runs per sample; the best is kept.
         objective: the classification term (default ``"ce"``).
         density: fixation model, callable images -> (N,1,H,W) density, differentiable; used
             for the masks and for the salience term (default: spectral residual).
         masker: maps (N,1,H,W) -> {0,1} masks (default :func:`foveal.saliency.half_range`).
-        mask_source: ``"fixation"`` (masker on the density of the clean image) or
-            ``"ground-truth"`` (masks must be passed per call as ``masks=``).
+        mask_source: ``"fixation"`` (masker on the density of the clean image, unless a call
+            passes ``masks=``) or ``"ground-truth"`` (every call must pass ``masks=``).
         eot_samples: 0 (default, no EOT) or the number of noise draws of Eq. 9.
         eot_sigma: noise standard deviation for EOT (default 0.25).
         seed: random-start and EOT seed.
         projection: ``"rescale"`` (rescale, then clip, as torchattacks; default) or ``"exact"``
             (Euclidean projection after each step); see :mod:`foveal.attacks.iterative`.
+
+    A call's ``threat=`` replaces the dual set (the salience term and the step sizes still use
+    the foreground).
 
     Shape:
         images (N,C,H,W) in [0,1], labels (N,), optional masks (N,1,H,W) -> (N,C,H,W).
@@ -209,6 +208,7 @@ class DualPerturbation(PGD):
     """
 
     name = "dual"
+    uses_masks = True
 
     def __init__(
         self,
@@ -222,7 +222,7 @@ class DualPerturbation(PGD):
         alpha_fg: float | None = None,
         alpha_bg: float | None = None,
         rel_alpha: float | None = None,
-        random_start: bool = True,
+        random_start: bool | None = None,
         restarts: int = 1,
         objective: ObjectiveLike = "ce",
         density: Density | None = None,
@@ -276,7 +276,11 @@ class DualPerturbation(PGD):
         self.eot_sigma = check_eps(eot_sigma, "eot_sigma")
         if eot_samples and not self.eot_sigma > 0:
             raise ValueError(f"eot_sigma must be > 0 with eot_samples > 0; got {eot_sigma!r}")
-        self._foreground: torch.Tensor | None = None
+
+    @property
+    def requires_masks(self) -> bool:
+        """True with ``mask_source="ground-truth"``: every call must pass ``masks=``."""
+        return self.mask_source == "ground-truth"
 
     # ------------------------------------------------------------------ masks
     def foreground(self, images: torch.Tensor, masks: torch.Tensor | None = None) -> torch.Tensor:
@@ -287,19 +291,17 @@ class DualPerturbation(PGD):
                 the wrong shape / not binary.
         """
         x = check_images(images, "images")
+        return self._foreground(x, None if masks is None else check_mask(masks, x, "masks"))
+
+    def _foreground(self, x: torch.Tensor, masks: torch.Tensor | None) -> torch.Tensor:
+        """:meth:`foreground` of checked images and checked masks (or None)."""
         if masks is not None:
-            fg = check_mask(masks, x, "masks")
-            return fg.amax(1, keepdim=True).to(device=x.device, dtype=x.dtype)
+            return masks.amax(1, keepdim=True).to(device=x.device, dtype=x.dtype)
         if self.mask_source == "ground-truth":
-            raise ValueError(
-                "mask_source='ground-truth' needs ground-truth masks passed as masks= (the data "
-                "has none here); use mask_source='fixation' for data without masks"
-            )
+            raise self._missing_masks()
         with torch.no_grad():
             maps = self.density(x.detach())
             if self.masker is None:
-                from foveal.saliency import half_range
-
                 fg = half_range(maps)
             else:
                 fg = self.masker(maps)
@@ -308,17 +310,33 @@ class DualPerturbation(PGD):
             raise TypeError(f"masker must return a tensor or Regions; got {type(fg).__name__}")
         return check_mask(fg, x, "masker output").to(device=x.device, dtype=x.dtype)
 
-    def threat_for(self, images: torch.Tensor) -> Threat:
-        fg = self._foreground if self._foreground is not None else self.foreground(images)
-        return dual(fg, self.eps_fg, self.eps_bg, self.norm)
+    def _missing_masks(self) -> ValueError:
+        return ValueError(
+            "mask_source='ground-truth' needs ground-truth masks passed as masks= (the data "
+            "has none here; got masks=None); use mask_source='fixation' for data without masks"
+        )
 
-    def _for_call(self, images: torch.Tensor, masks: torch.Tensor | None) -> DualPerturbation:
-        """A copy of this attack bound to one batch: its foreground and its objective."""
-        fg = self.foreground(images, masks)
-        call = copy.copy(self)
-        call._foreground = fg
+    def _context_foreground(self, images: torch.Tensor, context: Context) -> torch.Tensor:
+        """The foreground :meth:`prepare` put into ``context`` (derived if it is absent, as in
+        a problem built by hand)."""
+        return self._foreground(images, context.masks)
+
+    # ------------------------------------------------------------------ per-call hooks
+    def prepare(self, images: torch.Tensor, context: Context) -> Context:
+        """The batch's foreground (given masks, else the masker's) as ``context.masks``."""
+        return replace(context, masks=self._foreground(images, context.masks))
+
+    def threat_for(self, images: torch.Tensor, context: Context, threat: Threat | None) -> Threat:
+        """``dual(foreground, eps_fg, eps_bg, norm)`` unless the call gives a set."""
+        if threat is not None:
+            return threat
+        return dual(self._context_foreground(images, context), self.eps_fg, self.eps_bg, self.norm)
+
+    def objective_for(self, images: torch.Tensor, context: Context) -> Objective:
+        """``objective + lam * SalienceTerm(foreground)``, averaged over noise under EOT."""
         objective: Objective = self.objective
         if self.lam != 0:
+            fg = self._context_foreground(images, context)
             objective = objective + self.lam * SalienceTerm(fg, density=self.density)
         if self.eot_samples:
             seed = 0 if self.seed is None else self.seed
@@ -326,35 +344,7 @@ class DualPerturbation(PGD):
             objective = ExpectationOverNoise(
                 objective, sigma=self.eot_sigma, samples=self.eot_samples, generator=gens
             )
-        call.objective = objective
-        return call
-
-    # ------------------------------------------------------------------ public API
-    def __call__(
-        self,
-        images: torch.Tensor,
-        labels: torch.Tensor,
-        *,
-        target: torch.Tensor | None = None,
-        threat: Threat | None = None,
-        masks: torch.Tensor | None = None,
-    ) -> torch.Tensor:
-        """Adversarial images; ``masks`` (N,1,H,W) gives ground-truth foregrounds."""
-        call = self._for_call(images, masks)
-        return PGD.__call__(call, images, labels, target=target, threat=threat)
-
-    def run(
-        self,
-        images: torch.Tensor,
-        labels: torch.Tensor,
-        *,
-        target: torch.Tensor | None = None,
-        threat: Threat | None = None,
-        masks: torch.Tensor | None = None,
-    ) -> AttackResult:
-        """Like calling the attack, but returns an :class:`~foveal.attacks.AttackResult`."""
-        call = self._for_call(images, masks)
-        return PGD.run(call, images, labels, target=target, threat=threat)
+        return objective
 
     def config(self) -> dict[str, Any]:
         out = super().config()
@@ -366,7 +356,5 @@ class DualPerturbation(PGD):
         """``alpha_fg`` on the foreground and ``alpha_bg`` elsewhere when given."""
         if self.alpha_fg is None or self.alpha_bg is None:
             return super().step_size(problem)
-        fg = self._foreground
-        if fg is None:
-            fg = self.foreground(problem.images)
+        fg = self._context_foreground(problem.images, problem.context)
         return self.alpha_fg * fg + self.alpha_bg * (1 - fg)

@@ -160,6 +160,7 @@ class AutoAttack(Attack):
                     problem.targeted,
                     problem.threat,
                     member.objective,
+                    context=problem.context,
                 )
             if member.random_start:
                 start = random_start(sub, seed, 100 + salt)

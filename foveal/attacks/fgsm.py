@@ -45,6 +45,8 @@ class FGSM(IterativeAttack):
 
     name = "fgsm"
 
+    # Its own constructor because FGSM takes no ``steps`` (always one); a class default could
+    # only change the default, and the command line checks options against this signature.
     def __init__(
         self,
         model: nn.Module,

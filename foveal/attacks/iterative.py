@@ -50,13 +50,19 @@ class IterativeAttack(Attack):
         norm: ``"linf"`` or ``"l2"``.
         steps: number of gradient steps (>= 1).
         alpha: absolute step size; mutually exclusive with ``rel_alpha``.
-        rel_alpha: step as a fraction of each region's budget (default: the attack's rule).
-        random_start: start from a random point of the set.
+        rel_alpha: step as a fraction of each region's budget (default: the attack's rule,
+            ``default_rel_alpha_times_steps / steps``).
+        random_start: start from a random point of the set (default: the attack's
+            ``default_random_start``).
         restarts: runs per sample; the best is kept.
         objective: ``"ce"``, ``"margin"``, an Objective or a callable.
         seed: random-start seed (None: fresh each call).
         projection: ``"rescale"`` (rescale, then clip; default) or ``"exact"`` (Euclidean
             projection); see the module docstring.
+
+    Subclasses that differ only in defaults set class attributes instead of re-declaring the
+    constructor: ``default_rel_alpha_times_steps`` and ``default_random_start`` (PGD: 2.5 and
+    True).
     """
 
     #: ``rel_alpha`` default is ``default_rel_alpha_times_steps / steps``.
@@ -71,7 +77,7 @@ class IterativeAttack(Attack):
         steps: int = 10,
         alpha: float | None = None,
         rel_alpha: float | None = None,
-        random_start: bool = False,
+        random_start: bool | None = None,
         restarts: int = 1,
         objective: ObjectiveLike = "ce",
         seed: int | None = 0,

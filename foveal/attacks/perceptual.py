@@ -35,6 +35,7 @@ from torch import nn
 from foveal._validation import check_eps, check_images, check_labels
 from foveal.attacks.base import ATTACKS, Attack, Problem, eval_mode
 from foveal.attacks.objectives import ObjectiveLike
+from foveal.saliency import resolve_layer
 
 __all__ = ["PerceptualBall", "perceptual_layers"]
 
@@ -54,8 +55,6 @@ def perceptual_layers(
             (:func:`foveal.saliency.find_last_conv_block`).
         arch: registered architecture name, for its default layer.
     """
-    from foveal.saliency import resolve_layer
-
     if layers is None:
         return [resolve_layer(model, None, arch)]
     if isinstance(layers, str):

@@ -8,11 +8,8 @@ attack can cross the whole ball whatever the number of steps. Works with every p
 
 from __future__ import annotations
 
-from torch import nn
-
 from foveal.attacks.base import ATTACKS
 from foveal.attacks.iterative import IterativeAttack
-from foveal.attacks.objectives import ObjectiveLike
 
 __all__ = ["PGD"]
 
@@ -28,7 +25,7 @@ class PGD(IterativeAttack):
         steps: iterations (default 10).
         alpha: absolute step (torchattacks' ``alpha``); default ``rel_alpha = 2.5 / steps``.
         rel_alpha: step relative to each region's budget.
-        random_start: start uniformly inside the set (default True).
+        random_start: start uniformly inside the set (default True, ``default_random_start``).
         restarts: runs with different random starts; each sample keeps its best.
         objective: ``"ce"`` (default), ``"margin"``, an Objective or a callable.
         seed: random-start seed (None: fresh each call).
@@ -52,32 +49,4 @@ class PGD(IterativeAttack):
 
     name = "pgd"
     default_rel_alpha_times_steps = 2.5
-
-    def __init__(
-        self,
-        model: nn.Module,
-        *,
-        eps: float | None = None,
-        norm: str = "linf",
-        steps: int = 10,
-        alpha: float | None = None,
-        rel_alpha: float | None = None,
-        random_start: bool = True,
-        restarts: int = 1,
-        objective: ObjectiveLike = "ce",
-        seed: int | None = 0,
-        projection: str = "rescale",
-    ) -> None:
-        super().__init__(
-            model,
-            eps=eps,
-            norm=norm,
-            steps=steps,
-            alpha=alpha,
-            rel_alpha=rel_alpha,
-            random_start=random_start,
-            restarts=restarts,
-            objective=objective,
-            seed=seed,
-            projection=projection,
-        )
+    default_random_start = True

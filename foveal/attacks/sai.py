@@ -27,6 +27,25 @@ Channels: the paper's text speaks of a vector "whose length equals the superpixe
 authors' released code keeps one entry per superpixel *and channel* (a noise tensor (N, C, K)).
 ``channels="per-channel"`` (default) follows the code; ``channels="shared"`` follows the text.
 
+Sets. The attack's own set (no ``threat=``) is its superpixel subspace with the L2 budget
+``eps``. A call's ``threat=`` may be
+
+- a :class:`~foveal.threats.Superpixel` set, used as is (e.g. precomputed superpixels);
+- an ``L2`` / ``Linf`` ball: its budget and norm replace ``eps`` and L2 inside the attack's own
+  subspace;
+- a :class:`~foveal.threats.RegionBudget` with exactly one region of non-zero budget, such as
+  ``frozen(mask, eps)``: the superpixel crop is restricted to that region (the attention crop
+  intersected with it; a pixel with a channel-wise region mask counts only if all its channels
+  belong to the region), with that region's budget and norm. The other regions never move
+  (frozen pixels stay exactly unchanged).
+
+Sets with several non-zero budgets — ``dual(mask, eps_F, eps_B)`` with eps_F, eps_B > 0, any
+``RegionBudget`` with two or more regions of non-zero budget, an ``EpsMap`` — are refused
+(``ValueError``): ``Scale_eps`` maps the noise vector onto *one* sphere of radius eps (Eq. 3-4),
+and such a set has no single eps to scale to. (A Linf ``dual`` set with equal budgets is the
+ball ``Linf(eps)``: pass that; ``dual(mask, 0, eps)`` has one non-zero budget and is accepted.)
+Use the iterative attacks (``BIM``, ``PGD``) on the refused sets.
+
 Written here: no library offers superpixel-subspace attacks. SLIC and the merge come from
 scikit-image (:func:`foveal.saliency.slic_superpixels`), CAM from :mod:`foveal.saliency`.
 """
@@ -40,10 +59,11 @@ from typing import Any, ClassVar
 import torch
 from torch import nn
 
-from foveal._validation import check_eps, check_images, check_probability
-from foveal.attacks.base import ATTACKS, Attack, AttackResult, Problem, eval_mode
+from foveal._validation import check_eps, check_images, check_mask, check_probability
+from foveal.attacks.base import ATTACKS, Attack, Context, Problem, eval_mode
 from foveal.attacks.objectives import ObjectiveLike
-from foveal.threats import L2, Linf, Threat
+from foveal.saliency import CAM, GradCAM, binarize, slic_superpixels
+from foveal.threats import L2, EpsLike, EpsMap, Linf, RegionBudget, Threat
 from foveal.threats.superpixel import CHANNEL_MODES, BoundSuperpixel, Superpixel
 
 __all__ = ["GRADIENT_MODES", "MSAIFGM", "SAFGM", "SAIFGM", "SuperpixelAttack", "sai_budget"]
@@ -96,14 +116,16 @@ class SuperpixelAttack(Attack):
     False; SA-FGM: 1, 0, False; M-SAI-FGM: 10, 1.0, False).
 
     ``threat=`` in a call may be a :class:`~foveal.threats.Superpixel` set (used as is, e.g. to
-    reuse precomputed superpixels) or an ``L2`` / ``Linf`` ball, whose budget then replaces
-    ``eps`` inside the attack's own superpixel subspace.
+    reuse precomputed superpixels), an ``L2`` / ``Linf`` ball, whose budget then replaces
+    ``eps`` inside the attack's own superpixel subspace, or a region budget with exactly one
+    region of non-zero budget (e.g. ``frozen(mask, eps)``), which restricts the crop to that
+    region with that budget. Sets with several non-zero budgets (``dual`` with eps_F, eps_B > 0,
+    ``EpsMap``) raise ``ValueError``: ``Scale_eps`` needs one radius (see the module docstring).
     """
 
-    #: Class defaults for ``steps``, ``mu`` and ``random_start``.
+    #: Class defaults for ``steps`` and ``mu`` (``random_start``: ``default_random_start``).
     default_steps: ClassVar[int] = 10
     default_mu: ClassVar[float] = 0.0
-    default_random_start: ClassVar[bool] = False
 
     def __init__(
         self,
@@ -137,7 +159,7 @@ class SuperpixelAttack(Attack):
             eps=eps,
             norm="l2",
             objective=objective,
-            random_start=self.default_random_start if random_start is None else random_start,
+            random_start=random_start,
             restarts=restarts,
             seed=seed,
         )
@@ -184,12 +206,8 @@ class SuperpixelAttack(Attack):
         """Attention maps (N,1,H,W) of ``images`` for their predicted class."""
         if self._attention_fn is None:
             if self.attention == "cam":
-                from foveal.saliency import CAM
-
                 self._attention_fn = CAM(self.model, layer=self.layer)
             elif self.attention == "gradcam":
-                from foveal.saliency import GradCAM
-
                 self._attention_fn = GradCAM(self.model, layer=self.layer)
             elif callable(self.attention):
                 self._attention_fn = self.attention
@@ -200,8 +218,6 @@ class SuperpixelAttack(Attack):
         """The binarised attention mask (N,1,H,W) at ``phi``, or None without attention."""
         if self.attention is None:
             return None
-        from foveal.saliency import binarize
-
         # the engine's eval_mode restores every sub-module's own mode (mixed modes included)
         with eval_mode(self.model):
             maps = self.attention_maps(images).detach()
@@ -209,50 +225,80 @@ class SuperpixelAttack(Attack):
 
     def superpixels(self, images: torch.Tensor) -> torch.Tensor:
         """Merged SLIC ids (N,H,W) of ``images`` (superpixel side ``size``, merge ``beta``)."""
-        from foveal.saliency import slic_superpixels
-
         return slic_superpixels(
             images, size=self.size, beta=self.beta, compactness=self.compactness
         )
 
     def subspace(self, images: torch.Tensor, threat: Threat | None = None) -> Superpixel:
-        """The :class:`~foveal.threats.Superpixel` set for ``images`` (see the class docs)."""
+        """The :class:`~foveal.threats.Superpixel` set for ``images`` and a call's ``threat``.
+
+        See the class docstring for the sets accepted as ``threat``.
+
+        Raises:
+            ValueError: a set with several non-zero budgets (``dual`` with two budgets, an
+                ``EpsMap``), or a region mask that does not match the images.
+            TypeError: any other kind of set.
+        """
         x = check_images(images, "images")
         if isinstance(threat, Superpixel):
             return threat
-        if threat is not None and not isinstance(threat, (L2, Linf)):
-            raise TypeError(
-                f"threat must be a Superpixel set or an L2 / Linf ball for {type(self).__name__}; "
-                f"got {type(threat).__name__}"
+        region: torch.Tensor | None = None
+        eps: EpsLike
+        if threat is None:
+            eps, norm = self.budget_for(x), "l2"
+        elif isinstance(threat, (L2, Linf)):
+            eps, norm = threat.eps, threat.norm
+        elif isinstance(threat, RegionBudget):
+            name = self._single_region(threat)
+            region = check_mask(threat.masks[name], x, f"masks[{name!r}]")
+            eps, norm = threat.eps[name], threat.norm
+        else:
+            raise self._refused(threat)
+        ids = self.superpixels(x)
+        crop = self.crop(x)
+        if region is not None:
+            # a pixel is free only if every channel of it belongs to the region
+            inside = region.amin(1, keepdim=True).to(device=x.device, dtype=x.dtype)
+            crop = inside if crop is None else crop * inside
+        return Superpixel(ids, eps, norm=norm, mask=crop, channels=self.channels)
+
+    def _single_region(self, threat: RegionBudget) -> str:
+        """The one region of ``threat`` with a non-zero budget (the first if none has one)."""
+
+        def live(eps: float | torch.Tensor) -> bool:
+            return bool((eps > 0).any()) if isinstance(eps, torch.Tensor) else eps > 0
+
+        regions = [name for name, eps in threat.eps.items() if live(eps)]
+        if len(regions) > 1:
+            raise self._refused(threat, regions)
+        return regions[0] if regions else next(iter(threat.eps))
+
+    def _refused(self, threat: Threat, regions: list[str] | None = None) -> Exception:
+        accepted = (
+            "accepted: a Superpixel set, an L2 / Linf ball, or a RegionBudget with exactly one "
+            "region of non-zero budget such as frozen(mask, eps) (the crop is restricted to "
+            "that region)"
+        )
+        name = type(self).__name__
+        if regions is not None or isinstance(threat, EpsMap):
+            what = (
+                f"regions {regions} have non-zero budgets"
+                if regions is not None
+                else "a per-pixel budget has many radii"
             )
-        eps: Any = self.budget_for(x) if threat is None else threat.eps
-        norm = "l2" if threat is None else threat.norm
-        return Superpixel(
-            self.superpixels(x), eps, norm=norm, mask=self.crop(x), channels=self.channels
+            return ValueError(
+                f"{name} cannot attack on {threat!r}: {what}, but Scale_eps scales the noise "
+                "vector onto one sphere of radius eps (seed 001, Eq. 3-4), so a set with several "
+                f"non-zero budgets has no single eps to scale to; {accepted}"
+            )
+        return TypeError(
+            f"threat must be a Superpixel set, an L2 / Linf ball or a single-budget region set "
+            f"for {name}; got {type(threat).__name__} ({accepted})"
         )
 
-    def threat_for(self, images: torch.Tensor) -> Threat:
-        return self.subspace(images)
-
-    def __call__(
-        self,
-        images: torch.Tensor,
-        labels: torch.Tensor,
-        *,
-        target: torch.Tensor | None = None,
-        threat: Threat | None = None,
-    ) -> torch.Tensor:
-        return super().__call__(images, labels, target=target, threat=self.subspace(images, threat))
-
-    def run(
-        self,
-        images: torch.Tensor,
-        labels: torch.Tensor,
-        *,
-        target: torch.Tensor | None = None,
-        threat: Threat | None = None,
-    ) -> AttackResult:
-        return super().run(images, labels, target=target, threat=self.subspace(images, threat))
+    def threat_for(self, images: torch.Tensor, context: Context, threat: Threat | None) -> Threat:
+        """The superpixel subspace of ``images``, adapted to the call's ``threat`` (if any)."""
+        return self.subspace(images, threat)
 
     def config(self) -> dict[str, Any]:
         out = super().config()

@@ -56,6 +56,7 @@ def sweep(
     budgets: Sequence[float | Threat],
     *,
     target: torch.Tensor | None = None,
+    masks: torch.Tensor | None = None,
 ) -> SweepResult:
     """Run ``attack`` once per budget.
 
@@ -65,6 +66,7 @@ def sweep(
         labels: (N,) true labels.
         budgets: K numbers (radii of ``attack.norm`` balls) or K perturbation sets.
         target: (N,) target labels for targeted attacks.
+        masks: per-image masks for an attack that reads them (passed to every run).
 
     Returns:
         :class:`SweepResult` with ``success`` (K, N) and ``robust_accuracy`` (K,).
@@ -95,7 +97,7 @@ def sweep(
         else:
             threat = ball(attack.norm, budget)  # validates the number
             names.append(float(budget))
-        result = attack.run(x, y, target=target, threat=threat)
+        result = attack.run(x, y, target=target, threat=threat, masks=masks)
         successes.append(result.success)
         predictions.append(result.predictions)
     preds = torch.stack(predictions)

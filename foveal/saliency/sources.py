@@ -4,8 +4,8 @@
   of SIP-H (seed 003) and the oracle of every localisation benchmark.
 - :class:`PerturbationMagnitude` — the per-pixel magnitude of an adversarial perturbation
   ``x_adv - x`` (seed 004: the perturbation of a successful attack concentrates on the
-  object). Takes a ready ``x_adv``, any callable ``attack(x, y) -> x_adv``, or the name of an
-  attack of :mod:`foveal.attacks` (imported only when first used).
+  object). Takes a ready ``x_adv`` or any callable ``attack(x, y) -> x_adv`` (e.g. an attack of
+  :mod:`foveal.attacks`, which sits above this package and is never imported here).
 - :class:`CenterBaseline` — a centred Gaussian blob that ignores the image: the baseline that
   any localising method must beat on object-centred data.
 
@@ -14,7 +14,6 @@ All three are written here: they are tensor bookkeeping that no saliency library
 
 from __future__ import annotations
 
-import importlib
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -143,12 +142,11 @@ class PerturbationMagnitude(SaliencyMethod):
     """Saliency as the magnitude of an adversarial perturbation (seed 004).
 
     Args:
-        model: the classifier (for the predicted class when ``target`` is None, and to build
-            a named attack).
-        attack: a ready ``x_adv`` tensor matching the images of the call; a callable
-            ``attack(x, y) -> x_adv``; or the name of an attack in :mod:`foveal.attacks`
-            (e.g. ``"pgd"``), built as ``foveal.attacks.PGD(model, **attack_kwargs)`` on first use.
-        attack_kwargs: keyword arguments for a named attack.
+        model: the classifier (for the predicted class when ``target`` is None).
+        attack: a ready ``x_adv`` tensor matching the images of the call, or a callable
+            ``attack(x, y) -> x_adv`` such as ``foveal.attacks.PGD(model)``. An attack known by
+            name is built by the caller first: ``foveal.attacks.ATTACKS.get(name)(model,
+            **kwargs)``.
         reduce: channel reduction of ``x_adv - x`` (see :func:`perturbation_magnitude`).
         blur_sigma: optional Gaussian blur in pixels (0 = none).
         normalize: min-max normalise each map.
@@ -171,8 +169,7 @@ class PerturbationMagnitude(SaliencyMethod):
         self,
         model: nn.Module | None = None,
         *,
-        attack: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | torch.Tensor | str = "pgd",
-        attack_kwargs: dict[str, Any] | None = None,
+        attack: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | torch.Tensor,
         reduce: str = "rms",
         blur_sigma: float = 0.0,
         normalize: bool = False,
@@ -183,40 +180,20 @@ class PerturbationMagnitude(SaliencyMethod):
             raise ValueError(f"reduce must be one of {_MAGNITUDES}; got {reduce!r}")
         if blur_sigma < 0:
             raise ValueError(f"blur_sigma must be >= 0; got {blur_sigma}")
-        if isinstance(attack, str) and model is None:
-            raise ValueError(f"attack={attack!r} is built from a model; got model=None")
-        if not isinstance(attack, (str, torch.Tensor)) and not callable(attack):
+        if not isinstance(attack, torch.Tensor) and not callable(attack):
+            seen = repr(attack) if isinstance(attack, str) else type(attack).__name__
+            hint = (
+                f" (build a named attack first: foveal.attacks.ATTACKS.get({attack!r})(model))"
+                if isinstance(attack, str)
+                else ""
+            )
             raise TypeError(
-                f"attack must be a tensor x_adv, a callable attack(x, y) or an attack name; "
-                f"got {type(attack).__name__}"
+                f"attack must be a tensor x_adv or a callable attack(x, y) -> x_adv; "
+                f"got {seen}{hint}"
             )
         self.attack = attack
-        self.attack_kwargs = dict(attack_kwargs or {})
         self.reduce = reduce
         self.blur_sigma = float(blur_sigma)
-        self._built: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None = None
-
-    def _build_attack(self) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
-        if self._built is not None:
-            return self._built
-        assert isinstance(self.attack, str)
-        try:
-            module = importlib.import_module("foveal.attacks")
-        except ImportError as exc:
-            raise ValueError(
-                f"attack={self.attack!r} needs foveal.attacks, which cannot be imported ({exc}); "
-                "pass any callable attack(x, y) -> x_adv instead"
-            ) from None
-        registry = getattr(module, "ATTACKS", None)
-        cls = None
-        if registry is not None and self.attack in registry:
-            cls = registry.get(self.attack)
-        if cls is None:
-            cls = getattr(module, self.attack.upper(), None) or getattr(module, self.attack, None)
-        if cls is None:
-            raise ValueError(f"foveal.attacks has no attack named {self.attack!r}")
-        self._built = cls(self.model, **self.attack_kwargs)
-        return self._built
 
     def _target(
         self, images: torch.Tensor, target: int | torch.Tensor | None
@@ -234,8 +211,7 @@ class PerturbationMagnitude(SaliencyMethod):
             x_adv = self.attack
         else:
             assert target is not None
-            attack = self._build_attack() if isinstance(self.attack, str) else self.attack
-            x_adv = attack(images.detach(), target)
+            x_adv = self.attack(images.detach(), target)
             if not isinstance(x_adv, torch.Tensor):
                 raise TypeError(f"the attack must return a tensor; got {type(x_adv).__name__}")
         return perturbation_magnitude(images, x_adv, reduce=self.reduce, blur_sigma=self.blur_sigma)

@@ -18,8 +18,9 @@ what is registered. Generic options (``--eps``, ``--steps``, ...) and
 ``--param KEY=VALUE`` pairs become keyword arguments of the attack's constructor, checked against
 its signature, so a newly registered attack with its own hyper-parameters needs no CLI change.
 Attacks that build their own perturbation set (``dual``, the ``sa*-fgm`` family) use it unless
-``--threat`` is given; ``--eps`` reaches them only when given. ``-p mask_source=ground-truth``
-passes the dataset's masks to an attack whose ``run`` takes ``masks=`` (the dual attack).
+``--threat`` is given; ``--eps`` reaches them only when given. The dataset's masks are passed
+(``masks=``) to an attack that requires them in its configuration (``attack.requires_masks``),
+e.g. the dual attack with ``-p mask_source=ground-truth``.
 
 Outputs in ``--out``: ``adversarial.safetensors`` (adversarial images as float32, labels, clean
 and adversarial predictions, success, dataset indices; the summary in the header metadata),
@@ -174,11 +175,12 @@ def attack_command(
         dataset = foveal.data.load(data, split=split, n=n, size=size, root=data_root)
         kwargs = _attack_kwargs(cls, given)
         attacker = cls(net, **kwargs)
-        want_masks = kwargs.get("mask_source") == "ground-truth"
+        want_masks = attacker.requires_masks
         if want_masks and not dataset.has_masks:
+            hint = "mask_source=fixation, or " if "mask_source" in accepted else ""
             raise ValueError(
-                f"mask_source='ground-truth' needs a dataset with masks; {data!r} has none "
-                "(use mask_source=fixation, or data with masks such as shapes)"
+                f"attack {attack!r} needs per-image masks in this configuration; {data!r} has "
+                f"none (use {hint}data with masks such as shapes)"
             )
     except (ValueError, TypeError) as exc:
         fail(str(exc))
@@ -200,10 +202,11 @@ def attack_command(
         target = (y + target_offset) % classes if target_offset % classes else None
         try:
             batch_threat = None if builder is None else builder(batch, options)
-            extra = {"masks": batch["mask"].to(device)} if want_masks else {}
+            masks = batch["mask"].to(device) if want_masks else None
             clean = attacker.predict(x)
-            result = attacker.run(x, y, target=target, threat=batch_threat, **extra)
+            result = attacker.run(x, y, target=target, threat=batch_threat, masks=masks)
             if lo == 0:
+                extra = {} if masks is None else {"masks": masks}
                 grid_rows = example_rows(attacker, x, result.adversarial, batch, extra)
         except (ValueError, TypeError) as exc:
             bar.close()

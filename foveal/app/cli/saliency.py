@@ -86,13 +86,10 @@ def _make_method(
 
     arch = meta.get("arch")
     if name == "pgd":
-        import importlib.util
+        from foveal.attacks import ATTACKS
 
-        if importlib.util.find_spec("foveal.attacks") is None:
-            raise ValueError("method 'pgd' needs foveal.attacks, which is not installed")
-        return PerturbationMagnitude(
-            model, attack="pgd", attack_kwargs=dict(PGD_SETTINGS), blur_sigma=pgd_blur
-        )
+        attack = ATTACKS.get("pgd")(model, **PGD_SETTINGS)
+        return PerturbationMagnitude(model, attack=attack, blur_sigma=pgd_blur)
     cls = METHODS.get(name)
     kwargs: dict[str, Any] = {}
     if cls.takes_masker:
