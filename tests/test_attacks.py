@@ -117,16 +117,11 @@ SPECS: dict[str, AttackSpec] = {
     # saliency-guided attacks (seeds 000, 001, 004): the SA* family restricts a ball or a
     # single-budget region set to its own superpixel subspace (sets with several non-zero
     # budgets are refused; Grad-CAM crop: TinyNet has no GAP head for CAM; S = 3 on 8x8 images).
-    # Known limitation, Linf sets: where every cell of a sample sits on a bound of the box or
-    # ball, the noise gradient vanishes up to rounding and M-SAI-FGM's L1 normalisation (Eq. 5)
-    # turns the rounding into a full step, so batched and per-sample runs can then differ (about
-    # 1 random draw in 300 on these 8x8 images, for "linf" as for "frozen-linf"); frozen Linf
-    # sets are therefore tested on fixed inputs in test_sai_attack.py.
     "dual": AttackSpec(kwargs={"steps": 3, "lam": 1.0, "restarts": 2, "seed": 11}),
     **{
         name: AttackSpec(
             kwargs={"steps": steps, "attention": "gradcam", "size": 3.0, **SAI_START},
-            threats=("l2", "linf", "linf-per-sample", "frozen-l2"),
+            threats=("l2", "linf", "linf-per-sample", "frozen-l2", "frozen-linf"),
         )
         for name, steps in (("sai-fgm", 3), ("sa-fgm", 1), ("m-sai-fgm", 3))
     },

@@ -315,17 +315,20 @@ class SuperpixelAttack(Attack):
         to zero (with the Jacobian of the unscaled map there, which one-step SA-FGM needs).
         """
         n = noise.shape[0]
+        return bound.clip(noise * SuperpixelAttack._scale(bound, noise).view(n, 1, 1))
+
+    @staticmethod
+    def _scale(bound: BoundSuperpixel, noise: torch.Tensor) -> torch.Tensor:
+        """(N,) factor of ``Scale_eps`` (1 for zero noise)."""
         if bound.norm == "l2":
             size2 = (bound.counts * noise.square()).flatten(1).sum(1)
             live = size2 > 0
             safe = torch.where(live, size2, torch.ones_like(size2))
-            scale = torch.where(live, bound.eps * safe.rsqrt(), torch.ones_like(size2))
-        else:
-            size = torch.where(bound.counts > 0, noise.abs(), 0.0).flatten(1).amax(1)
-            live = size > 0
-            safe = torch.where(live, size, torch.ones_like(size))
-            scale = torch.where(live, bound.eps / safe, torch.ones_like(size))
-        return bound.clip(noise * scale.view(n, 1, 1))
+            return torch.where(live, bound.eps * safe.rsqrt(), torch.ones_like(size2))
+        size = torch.where(bound.counts > 0, noise.abs(), 0.0).flatten(1).amax(1)
+        live = size > 0
+        safe = torch.where(live, size, torch.ones_like(size))
+        return torch.where(live, bound.eps / safe, torch.ones_like(size))
 
     def _noise_gradient(
         self, bound: BoundSuperpixel, noise: torch.Tensor, pixel_grad: torch.Tensor
@@ -341,7 +344,18 @@ class SuperpixelAttack(Attack):
         with torch.enable_grad():
             d = bound.fill(self.scaled(bound, leaf))
             (g,) = torch.autograd.grad(d, leaf, grad_outputs=pixel_grad)
-        return g
+            # The gradient of the plain fill (no Scale_eps, no box): what g would be if the
+            # scaling and the box let every direction through.
+            (plain,) = torch.autograd.grad(bound.fill(leaf), leaf, grad_outputs=pixel_grad)
+        # Where the scaling and the box cancel the gradient (every cell on a bound, or the
+        # gradient along the noise itself), g is zero up to rounding; normalised, that rounding
+        # would become a full step in a direction that depends on the batch's rounding. Such a
+        # gradient is zero.
+        n = g.shape[0]
+        size = (bound.counts * g.square()).flatten(1).sum(1).sqrt()
+        ref = (bound.counts * plain.square()).flatten(1).sum(1).sqrt() * self._scale(bound, noise)
+        tol = torch.finfo(g.dtype).eps ** 0.5
+        return torch.where((size <= tol * ref).view(n, 1, 1), torch.zeros_like(g), g)
 
     def perturb(self, problem: Problem, delta: torch.Tensor) -> torch.Tensor:
         bound = problem.threat
