@@ -32,6 +32,10 @@ class Registry(Generic[T]):
 
         return decorator
 
+    def unregister(self, name: str) -> None:
+        self._entries.pop(name.lower())
+        self._help.pop(name.lower())
+
     def get(self, name: str) -> T:
         key = str(name).lower()
         if key not in self._entries:

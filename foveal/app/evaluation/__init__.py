@@ -8,13 +8,18 @@ attack over an eps_F x eps_B grid and a lambda sweep with the foreground score o
 
 Pieces (one responsibility each):
 
+- :mod:`~foveal.app.evaluation.family` — the plug-in interface: a :class:`Family` owns one kind
+  of cell (its config section, cells, computation, headline group, sanity checks, charts and
+  HTML section); :mod:`~foveal.app.evaluation.families` holds the built-in ones;
 - :mod:`~foveal.app.evaluation.config` — presets and the validated config (YAML/JSON/TOML);
 - :mod:`~foveal.app.evaluation.suite` — the cells a config describes, and their keys;
-- :mod:`~foveal.app.evaluation.cells` — computing one cell;
+- :mod:`~foveal.app.evaluation.cells` — running and measuring an attack on the images;
 - :mod:`~foveal.app.evaluation.runner` — resumable, atomic ``results.jsonl``;
+- :mod:`~foveal.app.evaluation.results`, :mod:`~foveal.app.evaluation.report` — typed records,
+  the :class:`Report` (queries, headline, sanity checks, summary);
 - :mod:`~foveal.app.evaluation.sanity` — AutoAttack-style warnings with docs links;
-- :mod:`~foveal.app.evaluation.report`, :mod:`~foveal.app.evaluation.charts`,
-  :mod:`~foveal.app.evaluation.html` — the :class:`Report`, its PNG charts and ``report.html``.
+- :mod:`~foveal.app.evaluation.render`, :mod:`~foveal.app.evaluation.draw` — the PNG charts and
+  ``report.html``.
 
 Example::
 
@@ -32,17 +37,24 @@ module's other names from ``foveal.app.evaluation`` as above.
 
 from __future__ import annotations
 
+from foveal.app.evaluation import families as _families  # noqa: F401 - registers the built-ins
 from foveal.app.evaluation.api import evaluate
-from foveal.app.evaluation.config import EvaluateConfig, build_config, load_config_file
+from foveal.app.evaluation.config import FAMILIES, EvaluateConfig, build_config, load_config_file
+from foveal.app.evaluation.family import Cell, Curve, Family, register
 from foveal.app.evaluation.models import Detector, default_models
-from foveal.app.evaluation.report import Report
-from foveal.app.evaluation.sanity import SanityWarning, sanity_checks
-from foveal.app.evaluation.suite import Cell, build_suite
+from foveal.app.evaluation.report import Report, sanity_checks
+from foveal.app.evaluation.results import Record
+from foveal.app.evaluation.sanity import SanityWarning
+from foveal.app.evaluation.suite import build_suite
 
 __all__ = [
+    "FAMILIES",
     "Cell",
+    "Curve",
     "Detector",
     "EvaluateConfig",
+    "Family",
+    "Record",
     "Report",
     "SanityWarning",
     "build_config",
@@ -50,5 +62,6 @@ __all__ = [
     "default_models",
     "evaluate",
     "load_config_file",
+    "register",
     "sanity_checks",
 ]

@@ -1,8 +1,9 @@
 """The models, data and detectors an evaluation runs on, and their fingerprints.
 
 - :func:`default_models`: the built-in pair of ``foveal evaluate`` without ``--model``: a
-  standard ``shapes-cnn`` and a Madry-trained one fine-tuned from it, trained on first use and
-  cached under :func:`foveal.data.cache_dir` (an interrupted training resumes on the next call).
+  standard ``shapes-cnn`` and a Madry-trained one fine-tuned from it, from the reference models
+  of :mod:`foveal.app.zoo` (trained on first use and cached; an interrupted training resumes
+  on the next call).
 - :func:`resolve_models`: checkpoint paths, modules, or a mapping name -> either, as named
   :class:`LoadedModel` objects.
 - Fingerprints: a digest of a model's class, structure and every weight, of the evaluation data
@@ -114,70 +115,24 @@ def _dir_fingerprint(path: Path) -> str:
 
 
 # ----------------------------------------------------------------------------- default models
-def _trained(directory: Path, job: Any, *, progress: bool) -> Path:
-    """Train ``job`` into ``directory`` unless a finished checkpoint is there; resume a run that
-    was interrupted. Raises KeyboardInterrupt when this training is interrupted again."""
-    from foveal.app.jobs import run_train_job
-    from foveal.models import CheckpointError, read_meta
-    from foveal.training import STATE_FILE
-
-    try:
-        done = int(read_meta(directory).get("epochs_done", 0)) >= job.training.epochs
-    except CheckpointError:
-        done = False
-    if done:
-        return directory
-    resume = (directory / STATE_FILE).exists()
-    result = run_train_job(job, resume=resume, progress=progress)
-    if result.interrupted:
-        raise KeyboardInterrupt(f"training of {directory} interrupted; run again to resume")
-    return directory
-
-
 def default_models(*, quick: bool = False, progress: bool = False) -> dict[str, Path]:
-    """The built-in ``standard`` and ``madry`` shapes CNNs, trained on first use and cached.
+    """The built-in ``standard`` and ``madry`` shapes CNNs: the zoo's ``report-standard`` and
+    ``report-madry`` (scale ``quick`` or ``default``), trained on first use and cached.
 
     Default pair: the standard model is ``foveal train --data shapes`` (8 epochs, 10,000
     images; ~98% test accuracy); the Madry model is fine-tuned from it for 3 epochs with PGD-3
     at Linf 8/255 (lr 1e-3; ~95% clean, 35-45% PGD-10 accuracy at 8/255). ``quick=True``: a 3-epoch
     standard model (~85%) and 2 epochs of PGD-2 fine-tuning on 4,000 images, for smoke tests.
 
-    Returns:
-        ``{"standard": checkpoint_dir, "madry": checkpoint_dir}`` under
-        ``foveal.data.cache_dir() / "models"``.
+    Raises:
+        KeyboardInterrupt: the training was interrupted (run again to resume it).
     """
-    import foveal
-    from foveal.app.jobs import TrainJob
-    from foveal.data import cache_dir
+    from foveal.app.zoo import pretrained
 
-    root = cache_dir() / "models"
-    version = foveal.__version__
-    if quick:
-        std = root / f"shapes-cnn-quick-v{version}"
-        madry = root / f"shapes-cnn-quick-madry-v{version}"
-        std_job = TrainJob(out=str(std), n_train=10_000, n_test=500, training={"epochs": 3})
-        madry_job = TrainJob(
-            out=str(madry),
-            init=str(std),
-            n_train=4000,
-            n_test=500,
-            training={"epochs": 2, "lr": 1e-3},
-            recipe={"method": "madry", "eps": 8 / 255, "steps": 2, "eval_n": 200},
-        )
-    else:
-        # The same directory and job as `foveal train --data shapes` in the test fixtures.
-        std = root / f"shapes-cnn-default-v{version}"
-        madry = root / f"shapes-cnn-madry-v{version}"
-        std_job = TrainJob(out=str(std))
-        madry_job = TrainJob(
-            out=str(madry),
-            init=str(std),
-            training={"epochs": 3, "lr": 1e-3},
-            recipe={"method": "madry", "eps": 8 / 255, "steps": 3, "eval_n": 500},
-        )
-    _trained(std, std_job, progress=progress)
-    _trained(madry, madry_job, progress=progress)
-    return {"standard": std, "madry": madry}
+    scale = "quick" if quick else "default"
+    return {
+        m: pretrained(f"report-{m}", scale=scale, progress=progress) for m in ("standard", "madry")
+    }
 
 
 # ----------------------------------------------------------------------------- resolving
