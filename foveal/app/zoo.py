@@ -11,8 +11,7 @@ Robust models are fine-tuned from the standard one for a few epochs with a 5-ste
 (see ``docs/experiments/robust-training.md``): from random weights, Madry-AT with this small
 CNN stays near chance for several epochs on this machine's budget.
 
-``report-standard`` and ``report-madry`` are the built-in pair of ``foveal evaluate``, at scales
-``default`` and ``quick`` (``--quick``); their schedules are their own (:attr:`ZooEntry.scales`).
+``report-standard`` and ``report-madry``, the pair of ``foveal evaluate``, have their own scales.
 
 Example:
     >>> sorted(ZOO["shapes"])[:3]
@@ -35,9 +34,8 @@ __all__ = ["SCALES", "ZOO", "ZooEntry", "pretrained", "zoo_path"]
 
 @dataclass(frozen=True)
 class ZooEntry:
-    """One reference model: recipe overrides, the entry it starts from, its SIP reference and,
-    for an entry with its own schedules, its job overrides per scale (instead of :data:`SCALES`
-    and the per-scale ``eval_n``)."""
+    """One reference model: recipe overrides, the entry it starts from, its SIP reference and
+    its own job overrides per scale (None: :data:`SCALES` and the per-scale ``eval_n``)."""
 
     description: str
     recipe: dict[str, Any] = field(default_factory=dict)
@@ -241,8 +239,7 @@ def pretrained(
     Args:
         name: an entry of ``ZOO[data]`` (e.g. ``"standard"``, ``"madry"``, ``"dual"``).
         data: the dataset (``"shapes"`` or ``"digits"``).
-        scale: ``"default"`` or ``"smoke"`` (see :data:`SCALES`; the ``report-*`` entries:
-            ``"default"`` or ``"quick"``).
+        scale: ``"default"`` or ``"smoke"`` (:data:`SCALES`; ``report-*``: or ``"quick"``).
         cache: root directory (default ``<foveal cache>/zoo``).
         progress: show the trainer's progress bars.
         log: called with a line before each training run (e.g. ``typer.echo``).

@@ -1,23 +1,16 @@
 """What computing a cell needs: the evaluation batch, and running and measuring an attack on it.
 
-Every attack cell records, over the ``n`` evaluation images (:func:`attack_record`):
+Every attack cell records (:func:`attack_record`) ``accuracy`` (robust accuracy) and
+``clean_accuracy``; ``success_rate`` (the fraction of the correctly classified clean images that
+the attack turns into errors; None when there are none); ``norms`` (mean and max size of the
+perturbation per region); ``foreground_score`` / ``foreground_score_clean`` (mean
+fixation-density mass inside the foreground, seed 000: the attack's own, else the data's masks,
+else the half-range fixation masks); ``correct`` (per image ``"1"`` if still classified
+correctly) and, with detectors, ``detection`` (the fraction flagged: all, and those that fool).
 
-- ``accuracy`` (robust accuracy: adversarial prediction == label), ``clean_accuracy``;
-- ``success_rate``: the fraction of the correctly classified clean images that the attack
-  turns into errors (``None`` when the model gets none right);
-- ``norms``: mean and max size of the perturbation per region, in the set's norm;
-- ``foreground_score`` / ``foreground_score_clean``: mean fixation-density mass inside the
-  foreground (seed 000) of the adversarial and the clean images; the foreground is the
-  attack's own (dual), else the dataset's masks, else the half-range fixation masks;
-- ``correct``: per image, ``"1"`` if still classified correctly, else ``"0"`` (the headline's
-  per-image worst case needs it);
-- ``detection``: per detector, the fraction of adversarial images flagged (all, and those that
-  fool the model).
-
-Attacks run batch by batch through :func:`foveal.batching.map_batches`. Every attack is seeded
-with the run's seed (and draws per-image generators from it), and torch's global generator is
-re-seeded before each cell, so a cell's result does not depend on which cells ran before it: an
-interrupted and resumed run gives the same results as one that was not interrupted.
+Attacks run batch by batch through :func:`foveal.batching.map_batches`, seeded with the run's
+seed (per-image generators), and torch is re-seeded before each cell, so a cell's result does
+not depend on the cells that ran before it.
 """
 
 from __future__ import annotations
@@ -158,20 +151,19 @@ def attack_record(
     key: str,
     attack: Any,
     run: Run,
-    *,
-    foreground: torch.Tensor | None = None,
-    mask: torch.Tensor | None = None,
+    masks: torch.Tensor | None = None,
     extra: dict[str, torch.Tensor] | None = None,
     **fields: Any,
 ) -> Record:
     """Measure ``run`` (see the module docstring) and, when the cell keeps examples, save its
-    example rows (``mask``: the mask row, default the data's; ``extra``: what the attack's mask
-    row needs). ``fields``: more record fields (``record_type=`` a family's record class)."""
+    example rows. ``masks``: the attack's regions (the foreground of the score and the mask
+    row; default: the data's); ``extra``: what the attack's mask row needs; ``fields``: more
+    record fields (``record_type=``: a family's record class)."""
     y = ctx.labels
     clean_ok = ctx.clean_predictions(cell.model) == y
     correct = run.predictions == y
-    fg = foreground if foreground is not None else ctx.masks
-    fg = ctx.fixation_masks() if fg is None else fg
+    masks = ctx.masks if masks is None else masks
+    fg = ctx.fixation_masks() if masks is None else masks
     metrics: dict[str, Any] = {
         "accuracy": mean(correct),
         "clean_accuracy": mean(clean_ok),
@@ -192,10 +184,7 @@ def attack_record(
             flags = ctx.detect(det, run.adversarial)
             detection[det.name] = {"rate": mean(flags), "rate_fooling": mean(flags[fooled])}
     if cell.examples:
-        rows_mask = ctx.masks if mask is None else mask
-        fields["examples"] = _save_examples(
-            ctx, key, attack, run.adversarial, rows_mask, extra or {}
-        )
+        fields["examples"] = _save_examples(ctx, key, attack, run.adversarial, masks, extra or {})
     return ctx.record(
         cell, key, metrics=metrics, correct=bool_string(correct), detection=detection, **fields
     )

@@ -8,11 +8,8 @@ by pydantic models that reject unknown keys and bad values with messages naming 
     pgd.steps: Input should be greater than or equal to 1 (got 0)
 
 Budgets may be written as fractions (``"8/255"``). Lists replace the preset's list entirely.
-
 The top level (data, ``n``, seed, models, ``headline``, ...) is :class:`EvaluateConfig`'s own;
-every other section belongs to an evaluation family of :data:`FAMILIES` (its ``Section`` model
-and its ``presets``, next to the family's code), so a new family brings its section along. The
-docstring of each section says where its default grid comes from.
+every other section is a family's (its ``Section`` and ``presets``, next to its code).
 """
 
 from __future__ import annotations
@@ -24,14 +21,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import (
-    BaseModel,
-    BeforeValidator,
-    ConfigDict,
-    Field,
-    ValidationError,
-    model_validator,
-)
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, model_validator
 
 from foveal._validation import parse_fraction
 from foveal.registry import Registry
@@ -57,9 +47,10 @@ def _fraction(value: object) -> object:
     return value
 
 
-#: A non-negative budget; accepts numbers and fractions such as ``"8/255"``.
-Budget = Annotated[float, BeforeValidator(_fraction), Field(ge=0, allow_inf_nan=False)]
-Weight = Annotated[float, BeforeValidator(_fraction), Field(allow_inf_nan=False)]
+#: A number that may be written as a fraction such as ``"8/255"``; a budget is non-negative.
+Fraction = Annotated[float, BeforeValidator(_fraction)]
+Budget = Annotated[Fraction, Field(ge=0, allow_inf_nan=False)]
+Weight = Annotated[Fraction, Field(allow_inf_nan=False)]
 MaskSource = Literal["auto", "ground-truth", "fixation"]
 
 
@@ -144,12 +135,8 @@ def preset(name: str) -> dict[str, Any]:
     """A deep copy of preset ``name``'s overrides, the families' sections included."""
     if name not in PRESETS:
         raise ValueError(f"preset must be one of {sorted(PRESETS)}; got {name!r}")
-    out = copy.deepcopy(PRESETS[name])
-    for family in FAMILIES:
-        over = FAMILIES.get(family).presets.get(name)
-        if over:
-            out[family] = copy.deepcopy(over)
-    return out
+    sections = {f: FAMILIES.get(f).presets.get(name) for f in FAMILIES}
+    return copy.deepcopy({**PRESETS[name], **{f: s for f, s in sections.items() if s}})
 
 
 def _merge(base: dict[str, Any], over: Mapping[str, Any]) -> dict[str, Any]:

@@ -1,4 +1,4 @@
-"""Evaluation families: the plug-in interface of ``foveal evaluate``.
+"""Evaluation families, the plug-in interface of ``foveal evaluate``, and the suite they make.
 
 A *family* is one kind of cell (PGD, the dual attack, SAI-FGM, ...): a :class:`Family` subclass
 registered with :func:`register` in :data:`~foveal.app.evaluation.config.FAMILIES`. It owns its
@@ -6,10 +6,19 @@ config section, its cells, their computation, their headline group, their sanity
 charts and their section of the page; nothing else reads their settings. The built-in families
 are the modules of :mod:`foveal.app.evaluation.families`; docs/evaluate.md, "Adding an
 evaluation family", shows a new one.
+
+The suite (:func:`build_suite`): per model, every family's cells in family order (``probe``,
+``clean``, ``pgd``, ``dual``, ``sip``, ``sai``, ``perceptual``, ``autoattack``), then the
+suite-level cells (``transfer``). A :class:`Cell` is one unit of work and of storage; its key
+(:func:`cell_key`) digests everything its result depends on (the family, the settings, the seed,
+the fingerprints of the model, the data, the targets and the detectors, the foveal version), so
+a finished cell is never recomputed and a changed model or setting never reuses a stale result.
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -20,12 +29,14 @@ from foveal.app.evaluation.config import FAMILIES, EvaluateConfig, Section
 from foveal.app.evaluation.results import Record, Results
 from foveal.app.evaluation.sanity import Comparison, Point, SanityWarning
 
-__all__ = ["HEADLINE_GROUPS", "Cell", "Curve", "Family", "families", "family", "register"]
+__all__ = ["Cell", "Curve", "Family", "build_suite", "cell_key", "families", "family", "register"]
 
 #: The headline's groups: standard PGD, the unsuspicious attacks and AutoAttack.
 HEADLINE_GROUPS = ("pgd", "unsuspicious", "autoattack")
 
 S = TypeVar("S", bound=Section)
+#: A family's section overrides per preset.
+Presets = dict[str, dict[str, Any]]
 F = TypeVar("F", bound="type[Family[Any]]")
 
 
@@ -72,22 +83,15 @@ class Curve:
 
 
 class Family(Generic[S]):
-    """One kind of evaluation cell. Only :meth:`compute` is required; every other hook has a
-    default that adds nothing.
-
-    Attributes:
-        name: its config key, ``Cell.family`` and the records' ``"family"``.
-        order: run order (per model, then the suite-level cells): lower runs first.
-        Section: the pydantic model of its config section (None: it has none).
-        presets: the section's overrides per preset (``quick``, ``default``, ``full``).
-        record_type: the class of its records.
-        listed: whether its cells are listed in ``summary.json``.
-    """
+    """One kind of evaluation cell: ``name`` (its config key and records' ``"family"``),
+    ``order`` (run order, lower first), ``Section`` (the pydantic model of its config section),
+    ``presets`` (the section's overrides per preset), ``record_type`` and ``listed`` (its cells
+    are in ``summary.json``). Only :meth:`compute` is required; the other hooks add nothing."""
 
     name: ClassVar[str]
     order: ClassVar[int]
     Section: ClassVar[type[Section] | None] = None
-    presets: ClassVar[dict[str, dict[str, Any]]] = {}
+    presets: ClassVar[Presets] = {}
     record_type: ClassVar[type[Record]] = Record
     listed: ClassVar[bool] = True
 
@@ -100,12 +104,7 @@ class Family(Generic[S]):
         return []
 
     def suite_cells(
-        self,
-        config: EvaluateConfig,
-        models: Sequence[str],
-        sources: Sequence[str],
-        *,
-        has_masks: bool,
+        self, config: EvaluateConfig, models: list[str], sources: list[str], has_masks: bool
     ) -> list[Cell]:
         """Cells that involve several models (run after every model's cells)."""
         return []
@@ -127,13 +126,11 @@ class Family(Generic[S]):
         return []
 
     def series(self, record: Record) -> list[tuple[tuple[Any, ...], str, Point]]:
-        """``(key, name, point)`` of each budget series of ``record`` (a scored record); the
-        accuracy must not rise with the budget along a series; the key starts with the model."""
+        """``(key, name, point)`` per budget series of scored ``record`` (keys: model first)."""
         return []
 
     def stronger(self, record: Record, records: Sequence[Record]) -> list[Comparison]:
-        """For each cell among ``records`` whose set contains ``record``'s, the comparison
-        that the weaker attack must not win (see :meth:`compare`)."""
+        """``record`` against each cell of ``records`` whose set contains its (:meth:`compare`)."""
         return []
 
     def curve(self, record: Record, config: EvaluateConfig) -> tuple[Curve, float] | None:
@@ -141,11 +138,11 @@ class Family(Generic[S]):
         return None
 
     def charts(self, results: Results, directory: Path) -> dict[str, Path]:
-        """Draw this family's charts into ``directory``; returns name -> PNG path."""
+        """Draw this family's charts (it has records) into ``directory``: name -> PNG path."""
         return {}
 
     def html(self, results: Results, figures: dict[str, Path]) -> str:
-        """This family's section of ``report.html`` (escaped HTML; "" for none)."""
+        """This family's section of ``report.html`` (it has records), escaped HTML."""
         return ""
 
     # ---------------------------------------------------------------- helpers
@@ -178,6 +175,47 @@ def family(name: str) -> Family[Any]:
 def families() -> list[Family[Any]]:
     """Every registered family in run order."""
     return sorted((family(n) for n in FAMILIES), key=lambda f: f.order)
+
+
+def build_suite(
+    config: EvaluateConfig,
+    models: Sequence[str],
+    *,
+    sources: Sequence[str] = (),
+    has_masks: bool = True,
+) -> list[Cell]:
+    """All cells for ``models`` under ``config``; ``sources``: surrogate names for transfer.
+
+    Raises:
+        ValueError: a setting needs ground-truth masks that the data do not have.
+    """
+    found = families()
+    cells = [c for m in models for f in found for c in f.cells(config, m, has_masks=has_masks)]
+    for f in found:
+        cells += f.suite_cells(config, list(models), list(sources), has_masks)
+    return cells
+
+
+def cell_key(cell: Cell, fingerprints: dict[str, Any]) -> str:
+    """The digest that identifies ``cell``'s result (see the module docstring).
+
+    ``fingerprints`` holds ``models`` (name -> fingerprint), ``data``, ``detectors`` (list)
+    and ``seed``; the family adds what else its cells depend on
+    (:meth:`~foveal.app.evaluation.family.Family.key_payload`).
+    """
+    import foveal
+
+    payload: dict[str, Any] = {
+        "family": cell.family,
+        "model": fingerprints["models"][cell.model],
+        "settings": cell.settings,
+        "data": fingerprints["data"],
+        "seed": fingerprints["seed"],
+        "version": foveal.__version__,
+        **family(cell.family).key_payload(cell, fingerprints),
+    }
+    text = json.dumps(payload, sort_keys=True)
+    return hashlib.sha256(text.encode()).hexdigest()[:20]
 
 
 def closest(values: Sequence[float], target: float) -> float | None:

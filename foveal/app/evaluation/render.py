@@ -1,18 +1,13 @@
-"""Rendering a report: the PNG charts, ``report.html`` and ``summary.json``.
+"""Rendering a report: the PNG charts (``figures/``), ``report.html`` and ``summary.json``.
 
-Charts (``figures/``; each family adds its own, see its module):
-
-- ``robust_accuracy.png``: robust accuracy vs budget for every threat model and model on one
-  figure (Linf-type budgets left, L2 budgets right; colour = threat model, line style = model;
-  budget 0 is the clean accuracy); each family places its records (``Family.curve``);
-- ``detection.png``: detection rate of each attack's examples, with detectors;
-- ``examples/<model>-<n>.png``: example grids (original, adversarial, magnified perturbation,
-  mask, saliency), drawn by the same grid writer as ``foveal attack``.
-
-``report.html`` is one self-contained page (inline CSS, images as base64 PNG data URIs, no
-script, no network access): the headline, the sanity checks, the robust-accuracy chart, each
-family's section in family order, the examples, detection, every cell, the models and the
-config. Every string that reaches the page goes through :func:`~foveal.app.evaluation.draw.e`.
+Charts: ``robust_accuracy.png`` (robust accuracy vs budget, Linf-type budgets left, L2 right;
+colour = threat model, line style = model; budget 0 is the clean accuracy; each family places
+its records with ``Family.curve``), each family's own charts, ``detection.png`` (with detectors)
+and the example grids ``examples/<model>-<n>.png`` (the grid writer of ``foveal attack``).
+``report.html`` is one self-contained page (inline CSS, images as data URIs, no script): the
+headline, the sanity checks, the robust-accuracy chart, each family's section in family order,
+the examples, detection, every cell, the models and the config. Every string that reaches the
+page goes through :func:`e`.
 """
 
 from __future__ import annotations
@@ -21,18 +16,17 @@ import base64
 import html
 import json
 import re
-from collections.abc import Sequence
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
 from foveal.app.evaluation.config import budget_label
-from foveal.app.evaluation.family import Curve, families
+from foveal.app.evaluation.family import HEADLINE_GROUPS, Curve, families
 from foveal.app.evaluation.results import Results
 from foveal.app.evaluation.sanity import CHECKS, SanityWarning, docs_link
 from foveal.io import atomic_write_text
 
-__all__ = ["annotate", "e", "img", "num", "pct", "pyplot", "render", "save", "table"]
+__all__ = ["e", "heatmap", "img", "num", "pct", "pyplot", "render", "save", "table"]
 
 SUMMARY_FILE = "summary.json"
 HTML_FILE = "report.html"
@@ -83,13 +77,10 @@ def render(
     path of ``report.html``."""
     directory = target / "figures"
     directory.mkdir(parents=True, exist_ok=True)
-    figures: dict[str, Path] = {}
-    path = robust_accuracy_chart(results, directory / "robust_accuracy.png")
-    figures.update({} if path is None else {"robust_accuracy": path})
-    for f in families():
+    drawn = {"robust_accuracy": robust_accuracy_chart, "detection": detection_chart}
+    figures = {n: p for n, fn in drawn.items() if (p := fn(results, directory / f"{n}.png"))}
+    for f in (f for f in families() if results.select(family=f.name)):
         figures.update(f.charts(results, directory))
-    path = detection_chart(results, directory / "detection.png")
-    figures.update({} if path is None else {"detection": path})
     figures.update(example_grids(results, directory))
     summary = {**summary, "figures": {k: str(v.relative_to(target)) for k, v in figures.items()}}
     atomic_write_text(target / SUMMARY_FILE, json.dumps(summary, indent=2) + "\n")
@@ -123,15 +114,21 @@ def save(fig: Any, path: Path) -> Path:
     return path
 
 
-def annotate(ax: Any, grid: Any, **kwargs: Any) -> None:
-    """Write each finite value of ``grid`` (accuracy in %) into its heatmap cell."""
+def heatmap(ax: Any, grid: Any, columns: list[str], rows: list[str], **kwargs: Any) -> Any:
+    """Draw ``grid`` (accuracy in %, NaN: no cell) with each value written in its cell;
+    ``kwargs``: ``origin`` of the image, ``fontsize`` of the values."""
     import numpy as np
 
-    for i in range(grid.shape[0]):
-        for j in range(grid.shape[1]):
-            if not np.isnan(grid[i, j]):
-                color = "white" if grid[i, j] < 60 else "black"
-                ax.text(j, i, f"{grid[i, j]:.0f}%", ha="center", va="center", color=color, **kwargs)
+    origin, font = kwargs.pop("origin", "upper"), kwargs
+    image = ax.imshow(grid, cmap="viridis", vmin=0, vmax=100, origin=origin, aspect="auto")
+    ax.set_xticks(range(len(columns)), columns)
+    ax.set_yticks(range(len(rows)), rows)
+    ax.grid(False)
+    for (i, j), value in np.ndenumerate(grid):
+        if not np.isnan(value):
+            color = "white" if value < 60 else "black"
+            ax.text(j, i, f"{value:.0f}%", ha="center", va="center", color=color, **font)
+    return image
 
 
 def e(value: object) -> str:
@@ -156,13 +153,11 @@ def img(path: Path, alt: str, cls: str = "chart") -> str:
 def table(header: list[str], rows: list[list[str]], cls: str = "", numeric: int = 1) -> str:
     """A table whose cells are already-escaped HTML; columns from ``numeric`` on are numbers."""
     head = "".join(f"<th>{h}</th>" for h in header)
-    body = []
-    for row in rows:
-        cells = "".join(
-            f'<td class="num">{c}</td>' if i >= numeric else f"<td>{c}</td>"
-            for i, c in enumerate(row)
-        )
-        body.append(f"<tr>{cells}</tr>")
+
+    def td(i: int, c: str) -> str:
+        return f'<td class="num">{c}</td>' if i >= numeric else f"<td>{c}</td>"
+
+    body = ["<tr>" + "".join(td(i, c) for i, c in enumerate(row)) + "</tr>" for row in rows]
     attr = f' class="{e(cls)}"' if cls else ""
     ident = ' id="headline"' if cls == "headline" else ""
     return (
@@ -187,6 +182,10 @@ def _curves(results: Results, model: str) -> dict[Curve, list[tuple[float, float
     return curves
 
 
+def _style(curve: Curve) -> dict[str, Any]:
+    return {"color": curve.color, "marker": _MARKERS[curve.rank % len(_MARKERS)], "linewidth": 1.8}
+
+
 def robust_accuracy_chart(results: Results, path: Path) -> Path | None:
     """Robust accuracy vs budget, all threat models and models on one figure."""
     per_model = {m: _curves(results, m) for m in results.models}
@@ -208,15 +207,7 @@ def robust_accuracy_chart(results: Results, path: Path) -> Path | None:
         for mi, curves in enumerate(per_model.values()):
             for curve in (c for c in lines if c.panel == panel and curves.get(c)):
                 xs, ys = zip(*curves[curve], strict=True)
-                ax.plot(
-                    xs,
-                    ys,
-                    linestyle=_STYLES[mi % len(_STYLES)],
-                    color=curve.color,
-                    marker=_MARKERS[curve.rank % len(_MARKERS)],
-                    markersize=5,
-                    linewidth=1.8,
-                )
+                ax.plot(xs, ys, linestyle=_STYLES[mi % len(_STYLES)], markersize=5, **_style(curve))
                 drawn = True
                 if curve not in used:
                     used.append(curve)
@@ -226,17 +217,7 @@ def robust_accuracy_chart(results: Results, path: Path) -> Path | None:
         ax.set_ylim(-3, 103)
         if not drawn:
             ax.text(0.5, 0.5, "no cells", ha="center", va="center", transform=ax.transAxes)
-    threat_handles = [
-        Line2D(
-            [],
-            [],
-            color=c.color,
-            marker=_MARKERS[c.rank % len(_MARKERS)],
-            linewidth=1.8,
-            label=c.name,
-        )
-        for c in used
-    ]
+    threat_handles = [Line2D([], [], label=c.name, **_style(c)) for c in used]
     model_handles = [
         Line2D([], [], color="#444444", linestyle=_STYLES[i % len(_STYLES)], linewidth=1.8, label=m)
         for i, m in enumerate(per_model)
@@ -283,15 +264,9 @@ def detection_chart(results: Results, path: Path) -> Path | None:
             ys = [100 * ((r.detection or {}).get(det, {}).get("rate") or 0.0) for r in recs]
             ax.bar(x + (i - (len(detectors) - 1) / 2) * width, ys, width, label=det, color=f"C{i}")
             clean = (fpr.get(det) or {}).get("false_positive_rate")
+            line = {"linestyle": "--", "linewidth": 1.2, "label": f"{det}: clean images flagged"}
             if clean is not None:
-                ax.axhline(
-                    100 * clean,
-                    color=f"C{i}",
-                    linestyle="--",
-                    linewidth=1.2,
-                    label=f"{det}: clean images flagged",
-                    zorder=3,
-                )
+                ax.axhline(100 * clean, color=f"C{i}", zorder=3, **line)
         ax.set_xticks(x, [r.label for r in recs], rotation=20, ha="right", fontsize=8)
         ax.set_ylim(0, 105)
         ax.set_ylabel("detected (%)")
@@ -316,10 +291,9 @@ def example_grids(results: Results, directory: Path) -> dict[str, Path]:
         source = results.out / r.examples if isinstance(r.examples, str) else None
         if source is None or not source.is_file():
             continue
-        rows: Sequence[Any] = [row.float() / 255.0 for row in load_file(str(source))["rows"]]
         path = directory / "examples" / f"{_slug(r.model)}-{i:03d}.png"
         path.parent.mkdir(parents=True, exist_ok=True)
-        write_grid(list(rows), path)
+        write_grid([row.float() / 255.0 for row in load_file(str(source))["rows"]], path)
         out[f"examples:{r.key}"] = path
     return out
 
@@ -340,22 +314,14 @@ def _headline(results: Results, headline: list[dict[str, Any]]) -> str:
         header.insert(3, e(f"AutoAttack (≤ {budget_label(h.linf_eps)})"))
     rows = []
     for row in headline:
-        uns = row["unsuspicious"]
-        strongest = (
-            f"{e(uns['strongest'])} ({e(pct(uns['strongest_accuracy']))})"
-            if uns["strongest"]
-            else "-"
-        )
-        cells = [
-            e(row["model"]),
-            e(pct(row["clean_accuracy"])),
-            f'<span class="big">{e(pct(row["pgd"]["worst_case_accuracy"]))}</span>',
-            f'<span class="big">{e(pct(uns["worst_case_accuracy"]))}</span>',
-            e("-" if row["gap"] is None else f"{100 * row['gap']:+.1f}"),
-            strongest,
-        ]
+        uns, worst = row["unsuspicious"], [row[g]["worst_case_accuracy"] for g in HEADLINE_GROUPS]
+        strongest = f"{e(uns['strongest'])} ({e(pct(uns['strongest_accuracy']))})"
+        cells = [e(row["model"]), e(pct(row["clean_accuracy"]))]
+        cells += [f'<span class="big">{e(pct(w))}</span>' for w in worst[:2]]
+        cells += [e("-" if row["gap"] is None else f"{100 * row['gap']:+.1f}")]
+        cells += [strongest if uns["strongest"] else "-"]
         if has_aa:
-            cells.insert(3, e(pct(row["autoattack"]["worst_case_accuracy"])))
+            cells.insert(3, e(pct(worst[2])))
         rows.append(cells)
     note = (
         '<p class="note">Worst case per image: an image counts as robust only if it is classified '
@@ -382,31 +348,18 @@ def _warnings(warnings: list[SanityWarning]) -> str:
 def _cells_table(results: Results, model: str) -> str:
     """Every cell of ``model`` that has an accuracy."""
     rows = []
-    for r in results.select(model):
-        m = r.metrics
-        if "accuracy" not in m:
-            continue
-        norms = m.get("norms") or {}
-        norm_text = ", ".join(f"{k}: {v['mean']:.3g}" for k, v in sorted(norms.items()))
-        rows.append(
-            [
-                e(r.label),
-                e(pct(m.get("accuracy"))),
-                e(pct(m.get("success_rate"))),
-                e(num(m.get("foreground_score"))),
-                e(norm_text or "-"),
-                e(f"{r.seconds:.1f}"),
-            ]
+    for r in (r for r in results.select(model) if "accuracy" in r.metrics):
+        m, norms = r.metrics, sorted((r.metrics.get("norms") or {}).items())
+        norm_text = ", ".join(f"{k}: {v['mean']:.3g}" for k, v in norms) or "-"
+        scores = (
+            pct(m.get("accuracy")),
+            pct(m.get("success_rate")),
+            num(m.get("foreground_score")),
         )
-    header = [
-        "cell",
-        "robust accuracy",
-        "success rate",
-        "foreground score",
-        "mean perturbation size",
-        "seconds",
-    ]
-    return table(header, rows)
+        rows.append([r.label, *scores, norm_text, f"{r.seconds:.1f}"])
+    header = ["cell", "robust accuracy", "success rate", "foreground score"]
+    header += ["mean perturbation size", "seconds"]
+    return table(header, [[e(c) for c in row] for row in rows])
 
 
 def _examples(results: Results, figures: dict[str, Path]) -> str:
@@ -454,11 +407,8 @@ def render_html(
     """The whole page as a string (see the module docstring)."""
     import foveal
 
-    data = results.suite["data"]
-    model_rows = [
-        [e(m["name"]), e(m["role"]), e(m["source"]), e(m["fingerprint"])]
-        for m in results.suite["models"]
-    ]
+    data, columns = results.suite["data"], ["name", "role", "source", "fingerprint"]
+    model_rows = [[e(m[c]) for c in columns] for m in results.suite["models"]]
     status = (
         "complete"
         if results.complete
@@ -481,7 +431,7 @@ def render_html(
     ]
     if "robust_accuracy" in figures:
         body.append(img(figures["robust_accuracy"], "robust accuracy vs budget"))
-    body += [f.html(results, figures) for f in families()]
+    body += [f.html(results, figures) for f in families() if results.select(family=f.name)]
     body += [
         "<h2>Examples</h2>",
         '<p class="note">Rows: original, adversarial, perturbation magnified to the full range, '
@@ -492,11 +442,10 @@ def render_html(
         _detection(results, figures),
         "<h2>All cells</h2>",
     ]
-    for model in results.models:
-        body.append(f"<h3>{e(model)}</h3>{_cells_table(results, model)}")
+    body += [f"<h3>{e(model)}</h3>{_cells_table(results, model)}" for model in results.models]
     body += [
         "<h2>Models</h2>",
-        table(["name", "role", "source", "fingerprint"], model_rows, numeric=99),
+        table(columns, model_rows, numeric=99),
         "<details><summary>Configuration</summary><pre>",
         e(json.dumps(results.config.model_dump(mode="json"), indent=2)),
         "</pre></details>",

@@ -1,18 +1,13 @@
 """The :class:`Report`: the results of one evaluation, its headline, sanity checks and summary.
 
-A report is rebuilt from two files of the output directory: ``suite.json`` (the effective
-config, the models, the data and the list of cells with their keys, written when a run starts)
-and ``results.jsonl`` (one record per finished cell). ``Report.load(out)`` therefore works in a
-notebook, after an interrupted run (``complete`` is False and ``missing`` lists what is left),
-and on results computed on another machine. A report only queries its records; the families
-say which headline group a record belongs to and what to check, and
-:mod:`~foveal.app.evaluation.render` draws the charts and the page.
-
-The headline (see docs/evaluate.md, "The headline") compares, per model, the per-image worst
-case over the standard PGD cells within the headline budgets with the worst case over the
-unsuspicious attacks (dual-perturbation with eps_F within the Linf budget, SIP and the
-perceptual ball within the Linf budget, SAI-FGM within the delta budget): an image counts as
-robust only if it is classified correctly clean and under every attack of the group.
+A report is rebuilt from ``suite.json`` (the effective config, the models, the data and the
+cells with their keys, written when a run starts) and ``results.jsonl`` (one record per finished
+cell), so ``Report.load(out)`` works in a notebook, after an interrupted run (``missing`` lists
+what is left) and on results computed elsewhere. A report only queries its records: the families
+say which headline group a record belongs to and what to check;
+:mod:`~foveal.app.evaluation.render` draws. The headline (docs/evaluate.md, "The headline")
+compares, per model, the per-image worst case over the standard PGD cells within the headline
+budgets with the worst case over the unsuspicious attacks.
 """
 
 from __future__ import annotations
@@ -42,31 +37,28 @@ __all__ = ["SUITE_FILE", "Report", "sanity_checks"]
 SUITE_FILE = "suite.json"
 
 
-def _family(name: str) -> Family[Any] | None:
-    return family(name) if name in FAMILIES else None
+_BARE: Family[Any] = Family()  # what is known of a family that is not registered: nothing
+
+
+def _family(name: str) -> Family[Any]:
+    return family(name) if name in FAMILIES else _BARE
 
 
 def as_record(data: Mapping[str, Any] | Record) -> Record:
     """A record of its family's record type (a plain :class:`Record` for unknown families)."""
-    if isinstance(data, Record):
-        return data
-    found = _family(str(data["family"]))
-    return (found.record_type if found else Record).from_json(data)
+    return data if isinstance(data, Record) else _family(data["family"]).record_type.from_json(data)
 
 
 def sanity_checks(records: Sequence[Mapping[str, Any] | Record], *, n: int) -> list[SanityWarning]:
     """All warnings for the records of one run (``n``: the number of evaluation images)."""
-    tol, out = tolerance(n), []
-    typed = [(r, _family(r.family)) for r in map(as_record, records)]
-    for r, f in typed:
-        out += f.warnings(r) if f else []
+    tol, rs = tolerance(n), [as_record(r) for r in records]
+    out = [w for r in rs for w in _family(r.family).warnings(r)]
     groups: dict[tuple[Any, ...], tuple[str, list[Point]]] = {}
-    for r, f in typed:
-        for group, name, point in f.series(r) if f and r.accuracy is not None else []:
+    for r in (r for r in rs if r.accuracy is not None):
+        for group, name, point in _family(r.family).series(r):
             groups.setdefault(group, (name, []))[1].append(point)
     out += [w for g, (name, p) in groups.items() if (w := series_warning(g[0], name, p, tol))]
-    rs = [r for r, _ in typed]
-    comparisons = [c for r, f in typed for c in (f.stronger(r, rs) if f else [])]
+    comparisons = [c for r in rs for c in _family(r.family).stronger(r, rs)]
     return out + [w for c in comparisons if (w := comparison_warning(c, tol))]
 
 
@@ -125,8 +117,7 @@ class Report(Results):
         """The records of each headline group: ``pgd``, ``unsuspicious`` and ``autoattack``."""
         groups: dict[str, list[Record]] = {g: [] for g in HEADLINE_GROUPS}
         for r in self.select(model):
-            f = _family(r.family)
-            group = f.headline(r, self.config) if f else None
+            group = _family(r.family).headline(r, self.config)
             if group is not None:
                 groups[group].append(r)
         return groups
@@ -140,7 +131,7 @@ class Report(Results):
             clean = found[0] if found else None
             row: dict[str, Any] = {
                 "model": model,
-                "clean_accuracy": clean.metrics["accuracy"] if clean else None,
+                "clean_accuracy": clean.accuracy if clean else None,
             }
             for name, recs in self.headline_groups(model).items():
                 scored = [r for r in recs if r.accuracy is not None]
@@ -161,7 +152,7 @@ class Report(Results):
         """JSON-ready summary: data, models, headline, every cell's key numbers, warnings."""
         import foveal
 
-        listed = [r for r in self.results if (f := _family(r.family)) is None or f.listed]
+        listed = [r for r in self.results if _family(r.family).listed]
         return {
             "foveal_version": foveal.__version__,
             "data": self.suite["data"],
@@ -179,27 +170,14 @@ class Report(Results):
     def table(self) -> str:
         """The headline as a plain-text table (for the terminal)."""
         h = self.config.headline
-        header = [
-            "model",
-            "clean",
-            f"PGD (Linf<={budget_label(h.linf_eps)}, L2<={h.l2_eps:g})",
-            "unsuspicious",
-            "gap",
-            "strongest unsuspicious attack",
-        ]
-        rows = [header]
+        pgd = f"PGD (Linf<={budget_label(h.linf_eps)}, L2<={h.l2_eps:g})"
+        rows = [["model", "clean", pgd, "unsuspicious", "gap", "strongest unsuspicious attack"]]
         for row in self.headline():
-            rows.append(
-                [
-                    row["model"],
-                    pct(row["clean_accuracy"]),
-                    pct(row["pgd"]["worst_case_accuracy"]),
-                    pct(row["unsuspicious"]["worst_case_accuracy"]),
-                    "-" if row["gap"] is None else f"{100 * row['gap']:+.1f}",
-                    row["unsuspicious"]["strongest"] or "-",
-                ]
-            )
-        widths = [max(len(str(r[i])) for r in rows) for i in range(len(header))]
+            worst = [pct(row[g]["worst_case_accuracy"]) for g in ("pgd", "unsuspicious")]
+            gap = "-" if row["gap"] is None else f"{100 * row['gap']:+.1f}"
+            strongest = row["unsuspicious"]["strongest"] or "-"
+            rows.append([row["model"], pct(row["clean_accuracy"]), *worst, gap, strongest])
+        widths = [max(len(str(r[i])) for r in rows) for i in range(len(rows[0]))]
         lines = [
             "  ".join(str(c).ljust(w) for c, w in zip(r, widths, strict=True)).rstrip()
             for r in rows

@@ -122,6 +122,7 @@ class Results:
 
     @property
     def surrogates(self) -> list[str]:
+        """Names of the surrogate (transfer source) models."""
         return [m["name"] for m in self.suite["models"] if m["role"] == "surrogate"]
 
     @property

@@ -1,16 +1,10 @@
 """The cell runner: compute every unfinished cell and store it in ``results.jsonl``.
 
-Records are kept by :class:`foveal.app.cache.CellCache`, so:
-
-- a cell's record is appended as one fsynced line only once the cell is complete (and after its
-  example images are written), so an interruption (Ctrl-C, a kill, a crash) loses at most the
-  cell that was running; a line truncated by a crash is dropped;
-- re-running with the same settings skips every cell whose key is already in
-  ``results.jsonl`` (keys digest the model, data, settings and seed: see
-  :func:`foveal.app.evaluation.suite.cell_key`);
-- each cell re-seeds torch and its attacks from the run's seed, so the records of an interrupted
-  and resumed run equal those of an uninterrupted run (up to the timing fields ``seconds`` and
-  ``finished``).
+Records are kept by :class:`foveal.app.cache.CellCache`: a record is appended as one fsynced
+line only once its cell is complete (after its example images), so an interruption loses at most
+the running cell; a finished key (:func:`~foveal.app.evaluation.family.cell_key`) is never
+recomputed. Each cell re-seeds torch and its attacks from the run's seed, so the records of an
+interrupted and resumed run equal those of an uninterrupted run (up to :data:`TIMING_FIELDS`).
 """
 
 from __future__ import annotations

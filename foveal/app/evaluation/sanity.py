@@ -12,7 +12,7 @@ level (``(b - c)^2 / (b + c) > 3.84``), so attack noise on a few images raises n
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import NamedTuple
 
@@ -20,7 +20,6 @@ from foveal.app.evaluation.results import Record
 
 __all__ = [
     "CHECKS",
-    "DOCS_PAGE",
     "Comparison",
     "Point",
     "SanityWarning",
@@ -59,12 +58,7 @@ class SanityWarning:
         return f"[{self.model}] {self.message} (see {self.anchor})"
 
     def as_dict(self) -> dict[str, str]:
-        return {
-            "check": self.check,
-            "model": self.model,
-            "message": self.message,
-            "docs": self.anchor,
-        }
+        return {**asdict(self), "docs": self.anchor}
 
 
 class Point(NamedTuple):

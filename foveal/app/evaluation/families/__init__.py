@@ -1,8 +1,6 @@
-"""The built-in evaluation families; importing this package registers every module in it.
-
-``clean`` (``probe``, ``clean``), ``pgd`` (``pgd``, ``autoattack``), ``dual``, ``sip``, ``sai``,
-``perceptual`` and ``transfer``: see docs/evaluate.md, "What the suite runs".
-"""
+"""The built-in evaluation families (docs/evaluate.md, "What the suite runs"): ``clean``
+(``probe``, ``clean``), ``pgd`` (``pgd``, ``autoattack``, ``sip``, ``perceptual``), ``dual``,
+``sai`` and ``transfer``. Importing this package registers every module in it."""
 
 from __future__ import annotations
 

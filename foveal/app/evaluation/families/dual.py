@@ -1,11 +1,7 @@
 """``dual``: the dual-perturbation attack of seed 000 (``eps_F`` on the object, ``eps_B`` on the
-background, ``CE + lambda * S``) over an eps_F x eps_B grid and a lambda sweep.
-
-Default grid: Linf, eps_F in {0, 2, 4, 8}/255 x eps_B in {0, 10, 20, 40}/255 with lambda = 1
-(its Fig. 5 / 15 settings around {4/255, 20/255}), and the lambda sweep at {eps_F, eps_B} =
-{4/255, 20/255} (Fig. 3 / 15). Charts: the eps_F x eps_B heatmap and the foreground score and
-accuracy against lambda.
-"""
+background, ``CE + lambda * S``): Linf, eps_F in {0, 2, 4, 8}/255 x eps_B in {0, 10, 20, 40}/255
+at lambda 1 (its Fig. 5 / 15 settings), and the lambda sweep at {4/255, 20/255} (Fig. 3 / 15).
+Charts: the eps_F x eps_B heatmap; the foreground score and accuracy against lambda."""
 
 from __future__ import annotations
 
@@ -26,7 +22,7 @@ from foveal.app.evaluation.config import (
 )
 from foveal.app.evaluation.families.pgd import INSIDE, containing_pgd
 from foveal.app.evaluation.family import Cell, Curve, Family, mask_source, norm_label, register
-from foveal.app.evaluation.render import annotate, img, pyplot, save
+from foveal.app.evaluation.render import heatmap, img, pyplot, save
 from foveal.app.evaluation.results import Record, Results
 from foveal.app.evaluation.sanity import Comparison, Point
 
@@ -98,8 +94,7 @@ class Dual(Family[DualSection]):
         attack = DualPerturbation(ctx.models[cell.model], **args, seed=ctx.seed)
         masks = ctx.salient(cell.settings["masks"])
         run = Run.of(ctx, attack, masks)
-        extra = {"masks": masks}
-        return attack_record(ctx, cell, key, attack, run, foreground=masks, mask=masks, extra=extra)
+        return attack_record(ctx, cell, key, attack, run, masks, extra={"masks": masks})
 
     def headline(self, record: Record, config: EvaluateConfig) -> str | None:
         s, h = record.settings, config.headline
@@ -151,7 +146,7 @@ class Dual(Family[DualSection]):
         }
         title = "<h2>Dual-perturbation attack (foreground / background budgets)</h2>"
         images = [img(figures[n], alt) for n, alt in alts.items() if n in figures]
-        return title + "".join(images) if results.select(family=self.name) else ""
+        return title + "".join(images)
 
     def _grid(self, results: Results, model: str) -> tuple[list[float], list[float], Any] | None:
         import numpy as np
@@ -183,15 +178,12 @@ class Dual(Family[DualSection]):
         for i, (ax, (model, (fgs, bgs, grid))) in enumerate(
             zip(axes[0], grids.items(), strict=True)
         ):
-            image = ax.imshow(grid, cmap="viridis", vmin=0, vmax=100, origin="lower", aspect="auto")
-            ax.set_xticks(range(len(bgs)), [budget_label(b, d.norm) for b in bgs])
-            ax.set_yticks(range(len(fgs)), [budget_label(f, d.norm) for f in fgs])
+            labels = [[budget_label(b, d.norm) for b in v] for v in (bgs, fgs)]
+            image = heatmap(ax, grid, *labels, origin="lower", fontsize=10)
             ax.set_xlabel("background budget eps_B")
             if i == 0:
                 ax.set_ylabel("foreground budget eps_F")
             ax.set_title(model)
-            ax.grid(False)
-            annotate(ax, grid, fontsize=10)
         fig.colorbar(image, ax=axes[0].tolist(), label="robust accuracy (%)", shrink=0.9)
         fig.suptitle(f"Dual-perturbation attack: accuracy over eps_F x eps_B (lambda = {d.lam:g})")
         return save(fig, path)

@@ -17,6 +17,7 @@ from foveal.app.evaluation.family import (
     Cell,
     Curve,
     Family,
+    Presets,
     closest,
     mask_source,
     norm_label,
@@ -28,7 +29,6 @@ from foveal.app.evaluation.sanity import Comparison, Point
 __all__ = ["INSIDE", "containing_pgd"]
 
 S = TypeVar("S", bound=Section)
-Presets = dict[str, dict[str, Any]]
 INSIDE = "its perturbations lie inside the stronger attack's set"
 
 
@@ -89,14 +89,12 @@ class _Budgets(Family[S]):
     group: ClassVar[str] = "unsuspicious"
     CURVES: ClassVar[dict[str, Curve]]
 
-    def grid(
-        self, model: str, budgets: list[float], show: Any, label: str, **kw: Any
-    ) -> list[Cell]:
+    def grid(self, model: str, eps: list[float], show: Any, label: str, **kw: Any) -> list[Cell]:
         """One cell per budget (``show``: the budget whose cell keeps examples)."""
         norm = kw.get("norm", "linf")
         return [
-            Cell(self.name, model, {"eps": eps, **kw}, label + budget_label(eps, norm), eps == show)
-            for eps in budgets
+            Cell(self.name, model, {"eps": e, **kw}, label + budget_label(e, norm), e == show)
+            for e in eps
         ]
 
     def compute(self, ctx: CellContext, cell: Cell, key: str) -> Record:
@@ -116,10 +114,8 @@ class _Budgets(Family[S]):
         return [((record.model, self.name), self.name, self.point(record, eps, budget_label(eps)))]
 
     def curve(self, record: Record, config: EvaluateConfig) -> tuple[Curve, float] | None:
-        s = record.settings  # Linf budgets in /255 units
-        return self.CURVES[s.get("norm", "linf")], s["eps"] if s.get("norm") == "l2" else s[
-            "eps"
-        ] * 255
+        eps, l2 = record.settings["eps"], record.settings.get("norm") == "l2"
+        return self.CURVES["l2" if l2 else "linf"], eps if l2 else eps * 255  # Linf in /255
 
     def stronger(self, record: Record, records: Sequence[Record]) -> list[Comparison]:
         pgd = containing_pgd(records, record.model, "linf", record.settings["eps"])
@@ -134,11 +130,10 @@ class _Lp(_Budgets[S]):
         point = self.point(record, s["eps"], budget_label(s["eps"], s["norm"]))
         return [((record.model, self.name, s["norm"]), f"{self.attack} {s['norm']}", point)]
 
-    def cells_of(
-        self, model: str, norm: str, budgets: list[float], ref: float, **kw: Any
-    ) -> list[Cell]:
+    def lp(self, model: str, norm: str, eps: list[float], ref: float, **kw: Any) -> list[Cell]:
+        """A grid of ``norm`` budgets; the one nearest ``ref`` keeps examples."""
         label = f"{self.attack} {norm_label(norm)} "
-        return self.grid(model, budgets, closest(budgets, ref), label, norm=norm, **kw)
+        return self.grid(model, eps, closest(eps, ref), label, norm=norm, **kw)
 
 
 @register
@@ -158,8 +153,8 @@ class PGD(_Lp[PGDSection]):
     def cells(self, config: EvaluateConfig, model: str, *, has_masks: bool) -> list[Cell]:
         p, h = self.section(config), config.headline
         kw = {"steps": p.steps, "restarts": p.restarts}
-        linf = self.cells_of(model, "linf", p.linf, h.linf_eps, **kw)
-        return linf + self.cells_of(model, "l2", p.l2, h.l2_eps, **kw) if p.enabled else []
+        linf = self.lp(model, "linf", p.linf, h.linf_eps, **kw)
+        return linf + self.lp(model, "l2", p.l2, h.l2_eps, **kw) if p.enabled else []
 
     def stronger(self, record: Record, records: Sequence[Record]) -> list[Comparison]:
         s = record.settings
@@ -189,7 +184,7 @@ class AutoAttack(_Lp[AutoAttackSection]):
         a, h = self.section(config), config.headline
         ref = h.linf_eps if a.norm == "linf" else h.l2_eps
         kw = {"steps": a.steps, "n_queries": a.n_queries}
-        return self.cells_of(model, a.norm, a.eps, ref, **kw) if a.enabled else []
+        return self.lp(model, a.norm, a.eps, ref, **kw) if a.enabled else []
 
     def stronger(self, record: Record, records: Sequence[Record]) -> list[Comparison]:
         return []
@@ -227,7 +222,7 @@ class Sip(_Budgets[SipSection]):
             return attack.run(batch["image"], batch["label"], threat=threat)
 
         run = Run.of(ctx, attack, salient, call)
-        return attack_record(ctx, cell, key, attack, run, foreground=salient, mask=salient)
+        return attack_record(ctx, cell, key, attack, run, salient)
 
 
 @register

@@ -1,36 +1,27 @@
-"""``sai``: SAI-FGM vs I-FGM over the delta grid, plain and after each input transform (seed 001).
-
-Default grid: delta in {2, 4, 8} (0-255 units, L2 budget delta * sqrt(N) / 255), T = 10,
-phi = 4/12, merge beta = 2, superpixel side 2 px (seed 001's S = 5 is for 299-px images),
-gray-box under resizing, JPEG, DNN-oriented JPEG, average / max pooling, TVM and bit-depth
-reduction (Fig. 4-6, Table 3). Records add ``transforms``: accuracy, clean accuracy and success
-rate of the model behind each input transform on the same adversarial images.
-"""
+"""``sai``: SAI-FGM vs I-FGM over the delta grid, plain and after each input transform (seed 001):
+delta in {2, 4, 8} (0-255 units, L2 budget delta * sqrt(N) / 255), T = 10, phi = 4/12, merge
+beta = 2, superpixel side 2 px (seed 001's S = 5 is for 299-px images), gray-box under resizing,
+JPEG, DNN-oriented JPEG, average / max pooling, TVM and bit-depth reduction (Fig. 4-6, Table 3).
+Records add ``transforms``: the model's results behind each transform on the same images."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Annotated, Any, ClassVar
+from typing import Any, ClassVar
 
-from pydantic import BeforeValidator, Field, field_validator, model_validator
+from pydantic import Field, field_validator, model_validator
 
 from foveal.app.evaluation.cells import CellContext, Run, attack_record, mean
-from foveal.app.evaluation.config import Budget, EvaluateConfig, Section
+from foveal.app.evaluation.config import Budget, EvaluateConfig, Fraction, Section
 from foveal.app.evaluation.families.pgd import INSIDE, containing_pgd
-from foveal.app.evaluation.family import Cell, Curve, Family, closest, register
+from foveal.app.evaluation.family import Cell, Curve, Family, Presets, closest, register
 from foveal.app.evaluation.render import e, img, pct, pyplot, save, table
 from foveal.app.evaluation.results import Record, Results
 from foveal.app.evaluation.sanity import Comparison, Point
 
 __all__ = ["SaiRecord", "SaiSection", "TransformSpec", "transform_results"]
-
-
-def _fraction(value: object) -> object:
-    from foveal._validation import parse_fraction
-
-    return parse_fraction(value, "budget") if isinstance(value, str) else value
 
 
 class TransformSpec(Section):
@@ -93,9 +84,7 @@ class SaiSection(Section):
     steps: int = Field(10, ge=1)
     size: float = Field(2.0, ge=1, description="superpixel side S in pixels")
     beta: float = Field(2.0, ge=0, description="superpixel merge threshold (0-255 units)")
-    phi: Annotated[float, BeforeValidator(_fraction)] = Field(
-        4 / 12, ge=0, le=1, description="attention binarisation factor"
-    )
+    phi: Fraction = Field(4 / 12, ge=0, le=1, description="attention binarisation factor")
     baseline: bool = Field(True, description="also run I-FGM with the same L2 budget")
     transforms: list[TransformSpec] = Field(default_factory=_default_transforms)
 
@@ -120,24 +109,16 @@ def transform_results(record: Record) -> list[tuple[str, dict[str, Any]]]:
     return [("none", plain)] + [(lb, stored[lb]) for lb in labels if lb in stored]
 
 
+_TEXT = {"ha": "center", "va": "bottom", "fontsize": 8}
+_QUICK = [{"name": "resize", "params": {"gamma": 0.5}}, {"name": "jpeg", "params": {"quality": 75}}]
+
+
 @register
 class Sai(Family[SaiSection]):
     """SAI-FGM (superpixel-guided, attention-cropped) and I-FGM, under transforms (seed 001)."""
 
-    name = "sai"
-    order = 50
-    Section = SaiSection
-    presets: ClassVar[dict[str, dict[str, Any]]] = {
-        "quick": {
-            "deltas": [4.0],
-            "steps": 5,
-            "transforms": [
-                {"name": "resize", "params": {"gamma": 0.5}},
-                {"name": "jpeg", "params": {"quality": 75}},
-            ],
-        }
-    }
-    record_type = SaiRecord
+    name, order, Section, record_type = "sai", 50, SaiSection, SaiRecord
+    presets: ClassVar[Presets] = {"quick": {"deltas": [4.0], "steps": 5, "transforms": _QUICK}}
     NOTE: ClassVar[str] = "SAI-FGM / I-FGM: delta * sqrt(C*H*W) / 255"
     CURVES: ClassVar[dict[str, Curve]] = {
         "i-fgm": Curve("I-FGM", "l2", "#ff7f0e", 2, note=NOTE),
@@ -164,20 +145,11 @@ class Sai(Family[SaiSection]):
         from foveal.attacks import BIM, SAIFGM, sai_budget
         from foveal.defenses import InputTransform
 
-        s = cell.settings
-        model = ctx.models[cell.model]
-        attack: Any
+        s, model = cell.settings, ctx.models[cell.model]
         eps = sai_budget(s["delta"], ctx.images.shape)
+        args = {k: v for k, v in s.items() if k not in ("attack", "transforms")}  # SAI-FGM's
         if s["attack"] == "sai-fgm":
-            attack = SAIFGM(
-                model,
-                delta=s["delta"],
-                steps=s["steps"],
-                size=s["size"],
-                beta=s["beta"],
-                phi=s["phi"],
-                seed=ctx.seed,
-            )
+            attack: Any = SAIFGM(model, **args, seed=ctx.seed)
         else:
             attack = BIM(model, norm="l2", eps=eps, steps=s["steps"], seed=ctx.seed)
         run = Run.of(ctx, attack)
@@ -223,8 +195,6 @@ class Sai(Family[SaiSection]):
         return {} if path is None else {"transforms": path}
 
     def html(self, results: Results, figures: dict[str, Path]) -> str:
-        if not results.select(family=self.name):
-            return ""
         body = [
             "<h2>SAI-FGM vs I-FGM under input transforms (gray-box)</h2>",
             '<p class="note">Success rate: among the images the model behind the transform '
@@ -235,17 +205,21 @@ class Sai(Family[SaiSection]):
             body.append(img(figures["transforms"], "SAI-FGM vs I-FGM under transforms"))
         for model in results.models:
             recs = results.select(model, self.name)
-            if not recs:
-                continue
-            labels = [label for label, _ in transform_results(recs[0])]
-            rows = []
-            for r in recs:
-                values = dict(transform_results(r))
-                cells = [e(pct((values.get(lb) or {}).get("success_rate"))) for lb in labels]
-                rows.append([e(r.label), *cells])
+            labels = [label for label, _ in transform_results(recs[0])] if recs else []
+            rows = [
+                [e(r.label)] + [e(pct(v.get("success_rate"))) for v in self._row(r, labels)]
+                for r in recs
+            ]
             html = table(["attack", *[e(lb) for lb in labels]], rows)
-            body.append(f"<h3>{e(model)}: success rate per delta and transform</h3>{html}")
+            body += (
+                [f"<h3>{e(model)}: success rate per delta and transform</h3>{html}"] if recs else []
+            )
         return "".join(body)
+
+    @staticmethod
+    def _row(record: Record, labels: list[str]) -> list[dict[str, Any]]:
+        values = dict(transform_results(record))
+        return [values.get(lb) or {} for lb in labels]
 
     def _transforms_chart(self, results: Results, path: Path) -> Path | None:
         """Gray-box success rate of SAI-FGM vs I-FGM, plain and after each transform."""
@@ -257,12 +231,9 @@ class Sai(Family[SaiSection]):
 
         panels = []
         for model in results.models:
-            rows: dict[str, dict[str, float | None]] = {}
-            for r in results.select(model, self.name, delta=delta):
-                curve = self.CURVES[r.settings["attack"]]
-                rows[curve.name] = {lb: t.get("success_rate") for lb, t in transform_results(r)}
-            if rows:
-                panels.append((model, rows))
+            recs = results.select(model, self.name, delta=delta)
+            rows = {self.CURVES[r.settings["attack"]].name: transform_results(r) for r in recs}
+            panels += [(model, rows)] if rows else []
         if not panels:
             return None
         plt = pyplot()
@@ -270,24 +241,15 @@ class Sai(Family[SaiSection]):
         fig, axes = plt.subplots(k, 1, figsize=(12, 3.6 * k), squeeze=False)
         colors = {c.name: c.color for c in self.CURVES.values()}
         for ax, (model, rows) in zip(axes[:, 0], panels, strict=True):
-            labels = list(next(iter(rows.values())).keys())
-            x = np.arange(len(labels))
-            width = 0.8 / len(rows)
-            for i, (name, values) in enumerate(
-                sorted(rows.items(), key=lambda kv: kv[0] != "SAI-FGM")
-            ):
-                ys = [100 * v if v is not None else 0.0 for v in (values.get(lb) for lb in labels)]
+            labels = [lb for lb, _ in next(iter(rows.values()))]
+            x, width = np.arange(len(labels)), 0.8 / len(rows)
+            for i, name in enumerate(sorted(rows, key=lambda n: n != "SAI-FGM")):
+                values = dict(rows[name])
+                ys = [100 * ((values.get(lb) or {}).get("success_rate") or 0.0) for lb in labels]
                 offset = (i - (len(rows) - 1) / 2) * width
                 bars = ax.bar(x + offset, ys, width, label=name, color=colors[name])
-                for bar, value in zip(bars, ys, strict=True):
-                    ax.text(
-                        bar.get_x() + bar.get_width() / 2,
-                        value + 1,
-                        f"{value:.0f}",
-                        ha="center",
-                        va="bottom",
-                        fontsize=8,
-                    )
+                for bar, y in zip(bars, ys, strict=True):
+                    ax.text(bar.get_x() + bar.get_width() / 2, y + 1, f"{y:.0f}", **_TEXT)
             ax.set_xticks(x, labels, rotation=15, ha="right")
             ax.set_ylim(0, 112)
             ax.set_ylabel("success rate (%)")

@@ -1,10 +1,7 @@
 """``transfer``: PGD and dual examples computed on each surrogate (and each evaluated model),
-evaluated on every evaluated model (seed 000, App. D); runs only when surrogates are given.
-
-Records hold ``targets``: per target model, its accuracy, clean accuracy, success rate and
-per-image correctness on the source's adversarial images; ``metrics`` holds the source's own
-accuracy. Chart: one source x target accuracy matrix per attack.
-"""
+evaluated on every evaluated model (seed 000, App. D); only with surrogates. Records hold
+``targets`` (per target: accuracy, clean accuracy, success rate, per-image correctness) and the
+source's own accuracy. Chart: a source x target accuracy matrix per attack."""
 
 from __future__ import annotations
 
@@ -19,7 +16,7 @@ from foveal.app.evaluation.cells import CellContext, Run, bool_string, mean
 from foveal.app.evaluation.config import Budget, EvaluateConfig, Section, budget_label
 from foveal.app.evaluation.families.pgd import containing_pgd
 from foveal.app.evaluation.family import Cell, Family, family, mask_source, register
-from foveal.app.evaluation.render import annotate, e, img, pct, pyplot, save, table
+from foveal.app.evaluation.render import e, heatmap, img, pct, pyplot, save, table
 from foveal.app.evaluation.results import Record, Results
 from foveal.app.evaluation.sanity import Comparison
 
@@ -62,40 +59,31 @@ class Transfer(Family[TransferSection]):
     record_type = TransferRecord
 
     def suite_cells(
-        self,
-        config: EvaluateConfig,
-        models: Sequence[str],
-        sources: Sequence[str],
-        *,
-        has_masks: bool,
+        self, config: EvaluateConfig, models: list[str], sources: list[str], has_masks: bool
     ) -> list[Cell]:
         if not sources:
             return []
         t = self.section(config)
         dual = family("dual").section(config)  # the dual cells' lambda and masks
         masks = mask_source(dual.masks, has_masks)
-        cells = []
-        for source in [*sources, *models]:
-            for attack in t.attacks:
-                if attack == "pgd":
-                    settings: dict[str, Any] = {"attack": "pgd", "eps": t.eps, "steps": t.steps}
-                    label = f"transfer PGD Linf {budget_label(t.eps)} from {source}"
-                else:
-                    settings = {
-                        "attack": "dual",
-                        "eps_fg": t.eps_fg,
-                        "eps_bg": t.eps_bg,
-                        "lam": dual.lam,
-                        "steps": t.steps,
-                        "masks": masks,
-                    }
-                    label = (
-                        f"transfer dual eps_F={budget_label(t.eps_fg)} "
-                        f"eps_B={budget_label(t.eps_bg)} from {source}"
-                    )
-                settings["targets"] = list(models)
-                cells.append(Cell(self.name, source, settings, label))
-        return cells
+        fg, bg = budget_label(t.eps_fg), budget_label(t.eps_bg)
+        kinds = {  # attack -> (settings, label)
+            "pgd": ({"eps": t.eps}, f"transfer PGD Linf {budget_label(t.eps)}"),
+            "dual": (
+                {"eps_fg": t.eps_fg, "eps_bg": t.eps_bg, "lam": dual.lam, "masks": masks},
+                f"transfer dual eps_F={fg} eps_B={bg}",
+            ),
+        }
+        return [
+            Cell(
+                self.name,
+                source,
+                {"attack": a, **kinds[a][0], "steps": t.steps, "targets": list(models)},
+                f"{kinds[a][1]} from {source}",
+            )
+            for source in [*sources, *models]
+            for a in t.attacks
+        ]
 
     def key_payload(self, cell: Cell, fingerprints: dict[str, Any]) -> dict[str, Any]:
         targets = [fingerprints["models"][t] for t in cell.settings["targets"]]
@@ -105,19 +93,10 @@ class Transfer(Family[TransferSection]):
         from foveal.attacks import PGD, DualPerturbation
 
         s = cell.settings
-        source = ctx.models[cell.model]
-        if s["attack"] == "pgd":
-            run = Run.of(ctx, PGD(source, eps=s["eps"], steps=s["steps"], seed=ctx.seed))
-        else:
-            attack = DualPerturbation(
-                source,
-                eps_fg=s["eps_fg"],
-                eps_bg=s["eps_bg"],
-                lam=s["lam"],
-                steps=s["steps"],
-                seed=ctx.seed,
-            )
-            run = Run.of(ctx, attack, ctx.salient(s["masks"]))
+        args = {k: v for k, v in s.items() if k not in ("attack", "masks", "targets")}
+        kind = PGD if s["attack"] == "pgd" else DualPerturbation
+        attack = kind(ctx.models[cell.model], **args, seed=ctx.seed)
+        run = Run.of(ctx, attack, ctx.salient(s["masks"]) if "masks" in s else None)
         y = ctx.labels
         targets: dict[str, Any] = {}
         for name in s["targets"]:
@@ -135,17 +114,19 @@ class Transfer(Family[TransferSection]):
     def stronger(self, record: Record, records: Sequence[Record]) -> list[Comparison]:
         s = record.settings
         bound = s["eps"] if s["attack"] == "pgd" else max(s["eps_fg"], s["eps_bg"])
-        out = []
-        for target, res in getattr(record, "targets", {}).items():
-            if target == record.model or res.get("accuracy") is None:
-                continue
-            label = f"black-box {record.label}"
-            strong = containing_pgd(records, target, "linf", bound)
-            why = "white-box PGD on the target itself should be stronger than transfer"
-            out.append(
-                Comparison(target, label, float(res["accuracy"]), res.get("correct"), strong, why)
+        why = "white-box PGD on the target itself should be stronger than transfer"
+        return [
+            Comparison(
+                t,
+                f"black-box {record.label}",
+                float(res["accuracy"]),
+                res.get("correct"),
+                containing_pgd(records, t, "linf", bound),
+                why,
             )
-        return out
+            for t, res in getattr(record, "targets", {}).items()
+            if t != record.model and res.get("accuracy") is not None
+        ]
 
     # ---------------------------------------------------------------- report
     def charts(self, results: Results, directory: Path) -> dict[str, Path]:
@@ -165,13 +146,9 @@ class Transfer(Family[TransferSection]):
                         grid[i, j] = 100 * res["accuracy"]
             plt = pyplot()
             fig, ax = plt.subplots(figsize=(1.8 * len(targets) + 3, 0.7 * len(sources) + 2))
-            image = ax.imshow(grid, cmap="viridis", vmin=0, vmax=100, aspect="auto")
-            ax.set_xticks(range(len(targets)), targets)
-            ax.set_yticks(range(len(sources)), sources)
+            image = heatmap(ax, grid, targets, sources)
             ax.set_xlabel("target model (evaluated)")
             ax.set_ylabel("source model (attacked)")
-            ax.grid(False)
-            annotate(ax, grid)
             fig.colorbar(image, ax=ax, label="target accuracy (%)")
             ax.set_title(f"Transfer matrix: {recs[0].label.split(' from ')[0]}")
             out[f"transfer_{attack}"] = save(fig, directory / f"transfer_{attack}.png")
@@ -179,18 +156,17 @@ class Transfer(Family[TransferSection]):
 
     def html(self, results: Results, figures: dict[str, Path]) -> str:
         recs = results.select(family=self.name)
-        if not recs:
-            return ""
         out = [
             "<h2>Transfer from surrogate models</h2>",
             '<p class="note">Rows: the model the attack was computed on; columns: the evaluated '
             "model's accuracy on those images (the diagonal is white-box).</p>",
             *(img(path, name) for name, path in figures.items() if name.startswith("transfer_")),
         ]
-        rows = []
-        for r in recs:
-            res = getattr(r, "targets", {})
-            accuracy = [(res.get(t) or {}).get("accuracy") for t in results.models]
-            rows.append([e(r.label), *(e(pct(a)) for a in accuracy)])
+        rows = [
+            [e(r.label)]
+            + [e(pct((r.targets.get(t) or {}).get("accuracy"))) for t in results.models]
+            for r in recs
+            if isinstance(r, TransferRecord)
+        ]
         out.append(table(["attack (source)", *[e(t) for t in results.models]], rows))
         return "".join(out)
