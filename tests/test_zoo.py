@@ -58,3 +58,35 @@ def test_paths_do_not_depend_on_the_cache_root(tmp_path: Path) -> None:
         assert a.name == b.name and a.parent != b.parent
     # ... while a different dependency still changes the name.
     assert zoo_path("shapes", "madry").name != zoo_path("shapes", "madry", scale="smoke").name
+
+
+def test_the_report_pair_has_its_own_schedules(tmp_path: Path, monkeypatch) -> None:
+    from types import SimpleNamespace
+
+    from foveal.app import zoo
+    from foveal.app.jobs import TrainJob
+
+    # The jobs (and so the weights) of `foveal evaluate`'s built-in pair.
+    madry = {"method": "madry", "eps": 8 / 255}
+    default_madry = {"training": {"epochs": 3, "lr": 1e-3}, "recipe": {**madry, "steps": 3}}
+    quick_madry = {"training": {"epochs": 2, "lr": 1e-3}, "recipe": {**madry, "steps": 2}}
+    quick_madry["recipe"]["eval_n"] = 200
+    expected = {
+        "default": (TrainJob(), TrainJob(**default_madry)),
+        "quick": (
+            TrainJob(n_train=10_000, n_test=500, training={"epochs": 3}),
+            TrainJob(n_train=4000, n_test=500, **quick_madry),
+        ),
+    }
+    for scale, (standard, madry_job) in expected.items():
+        std_path = zoo_path("shapes", "report-standard", scale=scale, cache=tmp_path)
+        paths = {"report-standard": std_path}
+        assert zoo._job("shapes", "report-standard", scale, paths) == standard
+        job = zoo._job("shapes", "report-madry", scale, paths)
+        assert job == madry_job.model_copy(update={"init": str(std_path)})
+    with pytest.raises(ValueError, match="scale must be one of"):
+        zoo_path("shapes", "report-madry", scale="smoke")
+    # An interrupted training stops the chain (the next call resumes it).
+    monkeypatch.setattr(zoo, "run_train_job", lambda *a, **k: SimpleNamespace(interrupted=True))
+    with pytest.raises(KeyboardInterrupt, match="run again to resume"):
+        pretrained("report-madry", scale="quick", cache=tmp_path)

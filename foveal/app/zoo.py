@@ -11,6 +11,8 @@ Robust models are fine-tuned from the standard one for a few epochs with a 5-ste
 (see ``docs/experiments/robust-training.md``): from random weights, Madry-AT with this small
 CNN stays near chance for several epochs on this machine's budget.
 
+``report-standard`` and ``report-madry``, the pair of ``foveal evaluate``, have their own scales.
+
 Example:
     >>> sorted(ZOO["shapes"])[:4]
     ['detectors', 'detectors-96px', 'dual', 'fat']
@@ -32,7 +34,8 @@ __all__ = ["SCALES", "ZOO", "ZooEntry", "pretrained", "zoo_path"]
 
 @dataclass(frozen=True)
 class ZooEntry:
-    """One reference model: recipe overrides, the entry it starts from, its SIP reference."""
+    """One reference model: recipe overrides, the entry it starts from, its SIP reference and
+    its own job overrides per scale (None: :data:`SCALES` and the per-scale ``eval_n``)."""
 
     description: str
     recipe: dict[str, Any] = field(default_factory=dict)
@@ -40,6 +43,7 @@ class ZooEntry:
     job: dict[str, Any] = field(default_factory=dict)
     init: str | None = None
     reference: str | None = None
+    scales: dict[str, dict[str, Any]] | None = None
 
 
 _FINE_TUNE = {"epochs": 4, "lr": 1e-3}
@@ -114,6 +118,28 @@ ZOO: dict[str, dict[str, ZooEntry]] = {
             init="standard",
             reference="madry",
         ),
+        "report-standard": ZooEntry(
+            "the report's standard model (`foveal train --data shapes`; quick: 3 epochs)",
+            scales={
+                "default": {},
+                "quick": {"n_train": 10_000, "n_test": 500, "training": {"epochs": 3}},
+            },
+        ),
+        "report-madry": ZooEntry(
+            "the report's Madry-AT model (PGD-3, Linf 8/255, 3 epochs from `report-standard`)",
+            recipe={"method": "madry", "eps": 8 / 255, "steps": 3, "eval_n": 500},
+            training={"epochs": 3, "lr": 1e-3},
+            init="report-standard",
+            scales={
+                "default": {},
+                "quick": {
+                    "n_train": 4000,
+                    "n_test": 500,
+                    "training": {"epochs": 2},
+                    "recipe": {"steps": 2, "eval_n": 200},
+                },
+            },
+        ),
     },
     "digits": {
         "standard": ZooEntry("standard training (the `foveal train` defaults)"),
@@ -133,13 +159,21 @@ SCALES: dict[str, dict[str, Any]] = {
 }
 
 
+def _scales(entry: ZooEntry) -> dict[str, dict[str, Any]]:
+    return SCALES if entry.scales is None else entry.scales
+
+
 def _job(data: str, name: str, scale: str, paths: dict[str, Path]) -> TrainJob:
     entry = _entry(data, name)
-    over = SCALES[scale]
+    if scale not in _scales(entry):
+        raise ValueError(f"scale must be one of {sorted(_scales(entry))}; got {scale!r}")
+    over = _scales(entry)[scale]
     training = {**entry.training, **over.get("training", {})}
-    recipe = {**entry.recipe, **over.get("recipe", {}), "eval_n": 200 if scale == "default" else 0}
+    recipe = {**entry.recipe, **over.get("recipe", {})}
     if entry.recipe.get("method", "standard") == "standard":
         recipe = {}  # standard training takes no settings
+    elif entry.scales is None:
+        recipe["eval_n"] = 200 if scale == "default" else 0
     if entry.reference is not None:
         recipe["reference"] = str(paths[entry.reference])
     fields: dict[str, Any] = {"n_train": None, "n_test": None, **entry.job}
@@ -183,8 +217,6 @@ def zoo_path(
     data: str, name: str, *, scale: str = "default", cache: str | Path | None = None
 ) -> Path:
     """Where :func:`pretrained` keeps ``name`` (whether or not it is trained yet)."""
-    if scale not in SCALES:
-        raise ValueError(f"scale must be one of {sorted(SCALES)}; got {scale!r}")
     import foveal
     from foveal.data import cache_dir
 
@@ -230,7 +262,7 @@ def pretrained(
     Args:
         name: an entry of ``ZOO[data]`` (e.g. ``"standard"``, ``"madry"``, ``"dual"``).
         data: the dataset (``"shapes"`` or ``"digits"``).
-        scale: ``"default"`` or ``"smoke"`` (see :data:`SCALES`).
+        scale: ``"default"`` or ``"smoke"`` (:data:`SCALES`; ``report-*``: or ``"quick"``).
         cache: root directory (default ``<foveal cache>/zoo``).
         progress: show the trainer's progress bars.
         log: called with a line before each training run (e.g. ``typer.echo``).
@@ -250,5 +282,6 @@ def pretrained(
                 f"training reference model {data}/{n} ({_entry(data, n).description}) -> {paths[n]}"
             )
         resume = (paths[n] / "train_state.safetensors").exists()
-        run_train_job(job, resume=resume, progress=progress)
+        if run_train_job(job, resume=resume, progress=progress).interrupted:
+            raise KeyboardInterrupt(f"training of {paths[n]} interrupted; run again to resume")
     return target

@@ -6,43 +6,44 @@ attack over an eps_F x eps_B grid and a lambda sweep with the foreground score o
 (gray-box, seed 001); PGD with the salient pixels frozen (SIP, seed 003); the perceptual ball
 (seed 004); optionally AutoAttack, transfer from surrogate models and detection rates.
 
-Pieces (one responsibility each):
-
-- :mod:`~foveal.app.evaluation.config` — presets and the validated config (YAML/JSON/TOML);
-- :mod:`~foveal.app.evaluation.suite` — the cells a config describes, and their keys;
-- :mod:`~foveal.app.evaluation.cells` — computing one cell;
-- :mod:`~foveal.app.evaluation.runner` — resumable, atomic ``results.jsonl``;
-- :mod:`~foveal.app.evaluation.sanity` — AutoAttack-style warnings with docs links;
-- :mod:`~foveal.app.evaluation.report`, :mod:`~foveal.app.evaluation.charts`,
-  :mod:`~foveal.app.evaluation.html` — the :class:`Report`, its PNG charts and ``report.html``.
+Each kind of cell is a :class:`Family` (:mod:`~foveal.app.evaluation.family`; the built-in ones
+in :mod:`~foveal.app.evaluation.families`). The rest: :mod:`~foveal.app.evaluation.config` (the
+validated config),
+:mod:`~foveal.app.evaluation.cells` (running and measuring attacks),
+:mod:`~foveal.app.evaluation.runner` (resumable ``results.jsonl``),
+:mod:`~foveal.app.evaluation.results` and :mod:`~foveal.app.evaluation.report` (records, the
+:class:`Report`), :mod:`~foveal.app.evaluation.sanity` (warnings) and
+:mod:`~foveal.app.evaluation.render` (charts and ``report.html``).
 
 Example::
 
-    import foveal
-    from foveal.app.evaluation import Report
+    from foveal.app.evaluation import Report, evaluate
 
     report = evaluate(["runs/std", "runs/madry"], "shapes", out="runs/eval")
     print(report.table())
     report = Report.load("runs/eval")      # later: the same results, re-read from disk
     report.render()                        # charts, report.html, summary.json again
-
-``foveal.app.evaluation`` (the attribute of the top-level package) is the function; import the
-module's other names from ``foveal.app.evaluation`` as above.
 """
 
 from __future__ import annotations
 
+import foveal.app.evaluation.families  # noqa: F401 - registers the built-in families
 from foveal.app.evaluation.api import evaluate
-from foveal.app.evaluation.config import EvaluateConfig, build_config, load_config_file
+from foveal.app.evaluation.config import FAMILIES, EvaluateConfig, build_config, load_config_file
+from foveal.app.evaluation.family import Cell, Curve, Family, build_suite, register
 from foveal.app.evaluation.models import Detector, default_models
-from foveal.app.evaluation.report import Report
-from foveal.app.evaluation.sanity import SanityWarning, sanity_checks
-from foveal.app.evaluation.suite import Cell, build_suite
+from foveal.app.evaluation.report import Report, sanity_checks
+from foveal.app.evaluation.results import Record
+from foveal.app.evaluation.sanity import SanityWarning
 
 __all__ = [
+    "FAMILIES",
     "Cell",
+    "Curve",
     "Detector",
     "EvaluateConfig",
+    "Family",
+    "Record",
     "Report",
     "SanityWarning",
     "build_config",
@@ -50,5 +51,6 @@ __all__ = [
     "default_models",
     "evaluate",
     "load_config_file",
+    "register",
     "sanity_checks",
 ]

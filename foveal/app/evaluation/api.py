@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 from collections.abc import Mapping, Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -12,6 +13,7 @@ import torch
 
 from foveal.app.evaluation.cells import CellContext
 from foveal.app.evaluation.config import EvaluateConfig, build_config, load_config_file
+from foveal.app.evaluation.family import build_suite, cell_key
 from foveal.app.evaluation.models import (
     LoadedModel,
     ModelsLike,
@@ -22,7 +24,6 @@ from foveal.app.evaluation.models import (
 )
 from foveal.app.evaluation.report import SUITE_FILE, Report
 from foveal.app.evaluation.runner import run_cells
-from foveal.app.evaluation.suite import build_suite, cell_key
 from foveal.data import ArrayDataset
 from foveal.io import atomic_write_text
 
@@ -131,11 +132,8 @@ def evaluate(
         render: write the charts, ``report.html`` and ``summary.json`` at the end.
 
     Returns:
-        The :class:`Report` (``report.headline()``, ``report.warnings``, ``report.render()``).
-
-    Example:
-        >>> report = evaluate(preset="quick", out="runs/quick")  # doctest: +SKIP
-        >>> print(report.table())  # doctest: +SKIP
+        The :class:`Report` (``report.headline()``, ``report.warnings``, ``report.render()``),
+        e.g. ``print(evaluate(preset="quick", out="runs/quick").table())``.
     """
     cfg = _config(config, preset)
     out_dir = Path(out)
@@ -149,40 +147,22 @@ def evaluate(
                 f"the built-in models are shapes classifiers; give the models to evaluate on "
                 f"{name!r} (--model CKPT)"
             )
-        model_specs = {
-            k: str(v)
-            for k, v in default_models(quick=cfg.preset == "quick", progress=progress).items()
-        }
+        built_in = default_models(quick=cfg.preset == "quick", progress=progress)
+        model_specs = {k: str(v) for k, v in built_in.items()}
     loaded = resolve_models(model_specs, device=device)
     if not loaded:
         raise ValueError("no models to evaluate")
     surrogate_specs = surrogates if surrogates is not None else (list(cfg.surrogates) or None)
     sources = resolve_models(surrogate_specs, device=device, role="surrogate")
     clash = {m.name for m in loaded} & {s.name for s in sources}
-    if clash:
-        sources = [
-            LoadedModel(
-                f"surrogate-{s.name}" if s.name in clash else s.name,
-                s.module,
-                s.fingerprint,
-                s.source,
-                s.meta,
-            )
-            for s in sources
-        ]
+    sources = [replace(s, name=f"surrogate-{s.name}") if s.name in clash else s for s in sources]
     detector_specs = detectors if detectors is not None else (list(cfg.detectors) or None)
     dets = resolve_detectors(detector_specs, model=loaded[0].module)
     dataset = _load_data(cfg, data, _model_size(loaded))
-    masks = dataset.masks
-    images = dataset.images.to(device)
-    labels = dataset.labels.to(device)
+    masks, images, labels = dataset.masks, dataset.images.to(device), dataset.labels.to(device)
     _check_compatible([*loaded, *sources], images, labels)
-    cells = build_suite(
-        cfg,
-        [m.name for m in loaded],
-        sources=[s.name for s in sources],
-        has_masks=masks is not None,
-    )
+    names, has_masks = [m.name for m in loaded], masks is not None
+    cells = build_suite(cfg, names, sources=[s.name for s in sources], has_masks=has_masks)
     fingerprints = {
         "models": {m.name: m.fingerprint for m in [*loaded, *sources]},
         "data": data_fingerprint(dataset),

@@ -1,8 +1,7 @@
 """The models, data and detectors an evaluation runs on, and their fingerprints.
 
-- :func:`default_models`: the built-in pair of ``foveal evaluate`` without ``--model``: a
-  standard ``shapes-cnn`` and a Madry-trained one fine-tuned from it, trained on first use and
-  cached under :func:`foveal.data.cache_dir` (an interrupted training resumes on the next call).
+- :func:`default_models`: the built-in pair of ``foveal evaluate`` without ``--model``, from
+  the reference models of :mod:`foveal.app.zoo`.
 - :func:`resolve_models`: checkpoint paths, modules, or a mapping name -> either, as named
   :class:`LoadedModel` objects.
 - Fingerprints: a digest of a model's class, structure and every weight, of the evaluation data
@@ -114,73 +113,29 @@ def _dir_fingerprint(path: Path) -> str:
 
 
 # ----------------------------------------------------------------------------- default models
-def _trained(directory: Path, job: Any, *, progress: bool) -> Path:
-    """Train ``job`` into ``directory`` unless a finished checkpoint is there; resume a run that
-    was interrupted. Raises KeyboardInterrupt when this training is interrupted again."""
-    from foveal.app.jobs import run_train_job
-    from foveal.models import CheckpointError, read_meta
-    from foveal.training import STATE_FILE
-
-    try:
-        done = int(read_meta(directory).get("epochs_done", 0)) >= job.training.epochs
-    except CheckpointError:
-        done = False
-    if done:
-        return directory
-    resume = (directory / STATE_FILE).exists()
-    result = run_train_job(job, resume=resume, progress=progress)
-    if result.interrupted:
-        raise KeyboardInterrupt(f"training of {directory} interrupted; run again to resume")
-    return directory
-
-
 def default_models(*, quick: bool = False, progress: bool = False) -> dict[str, Path]:
-    """The built-in ``standard`` and ``madry`` shapes CNNs, trained on first use and cached.
+    """The built-in ``standard`` and ``madry`` shapes CNNs: the zoo's ``report-standard`` and
+    ``report-madry`` at scale ``default`` (``quick``: ``quick``), trained on first use and
+    cached (see docs/evaluate.md, "The built-in models"); a KeyboardInterrupt during training
+    propagates (the next call resumes it)."""
+    from foveal.app.zoo import pretrained
 
-    Default pair: the standard model is ``foveal train --data shapes`` (8 epochs, 10,000
-    images; ~98% test accuracy); the Madry model is fine-tuned from it for 3 epochs with PGD-3
-    at Linf 8/255 (lr 1e-3; ~95% clean, 35-45% PGD-10 accuracy at 8/255). ``quick=True``: a 3-epoch
-    standard model (~85%) and 2 epochs of PGD-2 fine-tuning on 4,000 images, for smoke tests.
-
-    Returns:
-        ``{"standard": checkpoint_dir, "madry": checkpoint_dir}`` under
-        ``foveal.data.cache_dir() / "models"``.
-    """
-    import foveal
-    from foveal.app.jobs import TrainJob
-    from foveal.data import cache_dir
-
-    root = cache_dir() / "models"
-    version = foveal.__version__
-    if quick:
-        std = root / f"shapes-cnn-quick-v{version}"
-        madry = root / f"shapes-cnn-quick-madry-v{version}"
-        std_job = TrainJob(out=str(std), n_train=10_000, n_test=500, training={"epochs": 3})
-        madry_job = TrainJob(
-            out=str(madry),
-            init=str(std),
-            n_train=4000,
-            n_test=500,
-            training={"epochs": 2, "lr": 1e-3},
-            recipe={"method": "madry", "eps": 8 / 255, "steps": 2, "eval_n": 200},
-        )
-    else:
-        # The same directory and job as `foveal train --data shapes` in the test fixtures.
-        std = root / f"shapes-cnn-default-v{version}"
-        madry = root / f"shapes-cnn-madry-v{version}"
-        std_job = TrainJob(out=str(std))
-        madry_job = TrainJob(
-            out=str(madry),
-            init=str(std),
-            training={"epochs": 3, "lr": 1e-3},
-            recipe={"method": "madry", "eps": 8 / 255, "steps": 3, "eval_n": 500},
-        )
-    _trained(std, std_job, progress=progress)
-    _trained(madry, madry_job, progress=progress)
-    return {"standard": std, "madry": madry}
+    scale = "quick" if quick else "default"
+    return {
+        m: pretrained(f"report-{m}", scale=scale, progress=progress) for m in ("standard", "madry")
+    }
 
 
 # ----------------------------------------------------------------------------- resolving
+def _named(specs: Any, single: tuple[type, ...]) -> list[tuple[str | None, Any]]:
+    """``(name or None, spec)`` of one spec, a sequence of them or a mapping name -> spec."""
+    if isinstance(specs, single):
+        return [(None, specs)]
+    if isinstance(specs, Mapping):
+        return [(str(k), v) for k, v in specs.items()]
+    return [(None, v) for v in specs]
+
+
 def _unique(name: str, taken: set[str]) -> str:
     candidate, k = name, 2
     while candidate in taken:
@@ -204,20 +159,14 @@ def resolve_models(
 
     if models is None:
         return []
-    if isinstance(models, (str, os.PathLike, nn.Module)):
-        items: list[tuple[str | None, Any]] = [(None, models)]
-    elif isinstance(models, Mapping):
-        items = [(str(k), v) for k, v in models.items()]
-    elif isinstance(models, Sequence):
-        items = [(None, v) for v in models]
-    else:
+    if not isinstance(models, (str, os.PathLike, nn.Module, Mapping, Sequence)):
         raise TypeError(
             f"{role}s must be a path, an nn.Module, a sequence or a mapping of them; got "
             f"{type(models).__name__}"
         )
     taken: set[str] = set()
     out: list[LoadedModel] = []
-    for i, (name, spec) in enumerate(items, start=1):
+    for i, (name, spec) in enumerate(_named(models, (str, os.PathLike, nn.Module)), start=1):
         if isinstance(spec, nn.Module):
             module, source, meta = spec.to(device), "python object", {}
             default = f"{role}-{i}"
@@ -263,21 +212,13 @@ def resolve_detectors(
     """Detector objects (anything with ``detect``) or directories saved by ``foveal.detectors``.
 
     ``model`` is passed to ``foveal.detectors.load_detector(path, model=...)`` when the loader
-    takes it
-    (detectors that look at the classifier's gradients or saliency need it).
+    takes it (detectors that look at the classifier's gradients or saliency need it).
     """
     if detectors is None:
         return []
-    items: list[tuple[str | None, Any]]
-    if isinstance(detectors, Mapping):
-        items = [(str(k), v) for k, v in detectors.items()]
-    elif isinstance(detectors, (str, os.PathLike)):
-        items = [(None, detectors)]
-    else:
-        items = [(None, v) for v in detectors]
     taken: set[str] = set()
     out: list[LoadedDetector] = []
-    for i, (name, spec) in enumerate(items, start=1):
+    for i, (name, spec) in enumerate(_named(detectors, (str, os.PathLike)), start=1):
         if isinstance(spec, (str, os.PathLike)):
             path = Path(spec)
             if not path.exists():

@@ -1,34 +1,27 @@
-"""The cell runner: compute every unfinished cell and append it atomically to ``results.jsonl``.
+"""The cell runner: compute every unfinished cell and store it in ``results.jsonl``.
 
-Guarantees:
-
-- a cell's record is appended as one fsynced line only once the cell is complete (and after its
-  example images are written), so an interruption (Ctrl-C, a kill, a crash) loses at most the
-  cell that was running; :func:`foveal.io.read_jsonl` skips a truncated last line;
-- re-running with the same settings skips every cell whose key is already in
-  ``results.jsonl`` (keys digest the model, data, settings and seed: see
-  :func:`foveal.app.evaluation.suite.cell_key`);
-- each cell re-seeds torch and its attacks from the run's seed, so the records of an interrupted
-  and resumed run equal those of an uninterrupted run (up to the timing fields ``seconds`` and
-  ``finished``).
+Records are kept by :class:`foveal.app.cache.CellCache`: a record is appended as one fsynced
+line only once its cell is complete (after its example images), so an interruption loses at most
+the running cell; a finished key (:func:`~foveal.app.evaluation.family.cell_key`) is never
+recomputed. Each cell re-seeds torch and its attacks from the run's seed, so the records of an
+interrupted and resumed run equal those of an uninterrupted run (up to :data:`TIMING_FIELDS`).
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
-from pathlib import Path
-from typing import Any
 
-from foveal.app.evaluation.cells import CellContext, compute_cell
-from foveal.app.evaluation.suite import Cell
-from foveal.io import append_jsonl, read_jsonl
+import torch
 
-__all__ = ["RESULTS_FILE", "TIMING_FIELDS", "RunStats", "read_results", "run_cells"]
+from foveal.app.cache import RESULTS_FILE, CellCache
+from foveal.app.evaluation.cells import CellContext
+from foveal.app.evaluation.family import Cell, family
+from foveal.app.evaluation.results import Record
 
-RESULTS_FILE = "results.jsonl"
+__all__ = ["RESULTS_FILE", "TIMING_FIELDS", "RunStats", "compute_cell", "run_cells"]
 
 #: Record fields that legitimately differ between two runs of the same cell.
 TIMING_FIELDS = ("seconds", "finished")
@@ -43,31 +36,23 @@ class RunStats:
     interrupted: bool = False
 
 
-def read_results(out: str | Path) -> dict[str, dict[str, Any]]:
-    """Records of ``out/results.jsonl`` by key (a later record of a key replaces an earlier)."""
-    return {r["key"]: r for r in read_jsonl(Path(out) / RESULTS_FILE) if "key" in r}
+def compute_cell(cell: Cell, key: str, ctx: CellContext) -> Record:
+    """``cell``'s record (without the timing fields), computed by its family."""
+    torch.manual_seed(ctx.seed)
+    return family(cell.family).compute(ctx, cell, key)
 
 
 def run_cells(
-    cells: Sequence[Cell],
-    keys: Sequence[str],
-    ctx: CellContext,
-    *,
-    progress: bool = False,
-    on_record: Callable[[dict[str, Any]], None] | None = None,
+    cells: Sequence[Cell], keys: Sequence[str], ctx: CellContext, *, progress: bool = False
 ) -> RunStats:
     """Compute the cells of ``keys`` that ``ctx.out/results.jsonl`` does not hold yet.
 
     Ctrl-C (KeyboardInterrupt) stops after saving every finished cell and returns with
     ``interrupted=True``; the running cell is lost and recomputed by the next run.
     """
-    import foveal
-
-    path = ctx.out / RESULTS_FILE
-    done = set(read_results(ctx.out))
-    stats = RunStats()
-    todo = [(c, k) for c, k in zip(cells, keys, strict=True) if k not in done]
-    stats.skipped = [k for k in keys if k in done]
+    cache = CellCache(ctx.out)
+    todo = [(c, k) for c, k in zip(cells, keys, strict=True) if k not in cache]
+    stats = RunStats(skipped=[k for k in keys if k in cache])
     bar = None
     if progress and todo:
         from tqdm.auto import tqdm
@@ -84,22 +69,11 @@ def run_cells(
             if bar is not None:
                 bar.set_postfix_str(f"{cell.model}: {cell.label}"[:60])
             start = time.perf_counter()
-            result = compute_cell(cell, key, ctx)
-            record: dict[str, Any] = {
-                "key": key,
-                **cell.describe(),
-                "seed": ctx.seed,
-                "n": int(ctx.images.shape[0]),
-                "foveal_version": foveal.__version__,
-                **result,
-                "seconds": round(time.perf_counter() - start, 3),
-                "finished": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-            }
-            append_jsonl(path, record)
+            record = compute_cell(cell, key, ctx)
+            record.seconds = round(time.perf_counter() - start, 3)
+            record.finished = datetime.now(timezone.utc).isoformat(timespec="seconds")
+            cache.put(record.to_json())
             stats.computed.append(key)
-            done.add(key)
-            if on_record is not None:
-                on_record(record)
             if bar is not None:
                 bar.update(1)
     except KeyboardInterrupt:
