@@ -220,7 +220,9 @@ class DirectoryLock:
     :class:`DirectoryLocked`, naming the holder's PID and what it is doing. The lock is an
     advisory ``flock`` on ``directory/.foveal.lock`` (released by the operating system when the
     holder exits or is killed, so a crash never leaves a stale lock); the file records the
-    holder for the message.
+    holder for the message. Within one process the lock is re-entrant: a function that locks
+    a directory its caller holds already (``foveal train`` and :func:`foveal.training.fit`)
+    shares the caller's lock.
 
     Args:
         directory: the output directory (created if missing).
@@ -229,25 +231,34 @@ class DirectoryLock:
     Example:
         >>> import tempfile
         >>> d = tempfile.mkdtemp()
+        >>> import subprocess, sys
+        >>> code = "import sys; from foveal.io import DirectoryLock; "
+        >>> code += "DirectoryLock(sys.argv[1], purpose='second').acquire()"
         >>> with DirectoryLock(d, purpose="example"):
-        ...     try:
-        ...         DirectoryLock(d, purpose="second").acquire()
-        ...     except DirectoryLocked as exc:
-        ...         print("refused:", "example" in str(exc))
-        refused: True
+        ...     other = subprocess.run([sys.executable, "-c", code, d], capture_output=True)
+        >>> other.returncode != 0 and b"in use by another foveal process" in other.stderr
+        True
     """
 
     FILE = ".foveal.lock"
+    #: Directories this process holds: resolved path -> how many holders share the lock.
+    _held: dict[str, int] = {}
 
     def __init__(self, directory: str | os.PathLike[str], *, purpose: str) -> None:
         self.directory = Path(directory)
         self.purpose = purpose
         self._fd: int | None = None
+        self._key: str | None = None
 
     def acquire(self) -> DirectoryLock:
         import time
 
         self.directory.mkdir(parents=True, exist_ok=True)
+        key = str(self.directory.resolve())
+        if key in self._held:  # this process holds it already
+            self._held[key] += 1
+            self._key = key
+            return self
         path = self.directory / self.FILE
         fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o666 & ~_UMASK)
         try:
@@ -274,10 +285,17 @@ class DirectoryLock:
         }
         os.ftruncate(fd, 0)
         os.write(fd, (json.dumps(info) + "\n").encode())
-        self._fd = fd
+        self._fd, self._key = fd, key
+        self._held[key] = 1
         return self
 
     def release(self) -> None:
+        if self._key is None:
+            return
+        self._held[self._key] -= 1
+        if self._held[self._key] == 0:
+            del self._held[self._key]
+        self._key = None
         if self._fd is not None:
             os.close(self._fd)  # closing the descriptor releases the flock
             self._fd = None

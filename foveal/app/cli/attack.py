@@ -42,7 +42,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 import typer
 
-from foveal.app.cli._app import app, fail, parse_param
+from foveal.app.cli._app import app, check_count, load_model, output_directory, parse_param
 from foveal.app.grids import example_rows, write_grid
 from foveal.threats import BUILDERS, ThreatOptions
 
@@ -107,74 +107,61 @@ def attack_command(
     `foveal list attacks` and `foveal list threats` show the registered attacks and sets.
     """
     from safetensors.torch import save_file
-    from tqdm import tqdm
 
     import foveal
     from foveal.attacks import ATTACKS, DEFAULT_EPS
+    from foveal.batching import Batch, map_batches
     from foveal.io import atomic_path, atomic_write_text
-    from foveal.models import CheckpointError, read_meta
+    from foveal.models import read_meta
     from foveal.threats import parse_norm
 
-    try:
-        norm_name = parse_norm(norm, "--norm")
-        eps_value = _fraction(eps, "--eps")
-        if eps_value is None:
-            eps_value = DEFAULT_EPS[norm_name]
-        builder = None if threat is None else BUILDERS.get(threat)
-        options = ThreatOptions(
-            norm=norm_name,
-            eps=eps_value,
-            eps_fg=_fraction(eps_fg, "--eps-fg"),
-            eps_bg=_fraction(eps_bg, "--eps-bg"),
-        )
-        cls = ATTACKS.get(attack)
-        accepted = inspect.signature(cls).parameters
-        own_budget = "delta" in accepted or "eps_fg" in accepted
-        given: dict[str, Any] = {"seed": seed}
-        if "norm" in accepted:
-            given["norm"] = norm_name
-        if eps is not None or ("eps" in accepted and not own_budget):
-            given["eps"] = eps_value
-        if "eps_fg" in accepted:
-            for key, budget in (("eps_fg", options.eps_fg), ("eps_bg", options.eps_bg)):
-                if budget is not None:
-                    given[key] = budget
-        for key, value in (
-            ("lam", _fraction(lam, "--lam")),
-            ("delta", _fraction(delta, "--delta")),
-            ("phi", _fraction(phi, "--phi")),
-            ("beta", _fraction(beta, "--beta")),
-            ("steps", steps),
-            ("alpha", _fraction(alpha, "--alpha")),
-            ("rel_alpha", _fraction(rel_alpha, "--rel-alpha")),
-            ("restarts", restarts),
-            ("objective", objective),
-        ):
-            if value is not None:
-                given[key] = value
-        given.update(parse_param(p) for p in param)
-        if n < 1 or batch_size < 1:
-            raise ValueError(f"--n and --batch-size must be >= 1; got {n} and {batch_size}")
-    except ValueError as exc:
-        fail(str(exc))
-        return
-
-    try:
+    norm_name = parse_norm(norm, "--norm")
+    eps_value = _fraction(eps, "--eps")
+    if eps_value is None:
+        eps_value = DEFAULT_EPS[norm_name]
+    builder = None if threat is None else BUILDERS.get(threat)
+    options = ThreatOptions(
+        norm=norm_name,
+        eps=eps_value,
+        eps_fg=_fraction(eps_fg, "--eps-fg"),
+        eps_bg=_fraction(eps_bg, "--eps-bg"),
+    )
+    cls = ATTACKS.get(attack)
+    accepted = inspect.signature(cls).parameters
+    own_budget = "delta" in accepted or "eps_fg" in accepted
+    given: dict[str, Any] = {"seed": seed}
+    if "norm" in accepted:
+        given["norm"] = norm_name
+    if eps is not None or ("eps" in accepted and not own_budget):
+        given["eps"] = eps_value
+    if "eps_fg" in accepted:
+        for key, budget in (("eps_fg", options.eps_fg), ("eps_bg", options.eps_bg)):
+            if budget is not None:
+                given[key] = budget
+    for key, value in (
+        ("lam", _fraction(lam, "--lam")),
+        ("delta", _fraction(delta, "--delta")),
+        ("phi", _fraction(phi, "--phi")),
+        ("beta", _fraction(beta, "--beta")),
+        ("steps", steps),
+        ("alpha", _fraction(alpha, "--alpha")),
+        ("rel_alpha", _fraction(rel_alpha, "--rel-alpha")),
+        ("restarts", restarts),
+        ("objective", objective),
+    ):
+        if value is not None:
+            given[key] = value
+    given.update(parse_param(p) for p in param)
+    check_count(n, "--n")
+    check_count(batch_size, "--batch-size")
+    with output_directory(out, "foveal attack"):
         meta = read_meta(model)
-        net = foveal.models.load(model, map_location=device)
-    except CheckpointError as exc:
-        fail(str(exc))
-        return
-    except RuntimeError as exc:
-        fail(f"cannot use device {device!r}: {exc}")
-        return
-    shape = meta.get("input_shape")
-    if size is None and isinstance(shape, (list, tuple)) and shape:
-        size = int(shape[-1])
-    try:
+        net = load_model(model, device)
+        shape = meta.get("input_shape")
+        if size is None and isinstance(shape, (list, tuple)) and shape:
+            size = int(shape[-1])
         dataset = foveal.data.load(data, split=split, n=n, size=size, root=data_root)
-        kwargs = _attack_kwargs(cls, given)
-        attacker = cls(net, **kwargs)
+        attacker = cls(net, **_attack_kwargs(cls, given))
         want_masks = attacker.requires_masks
         if want_masks and not dataset.has_masks:
             hint = "mask_source=fixation, or " if "mask_source" in accepted else ""
@@ -182,84 +169,75 @@ def attack_command(
                 f"attack {attack!r} needs per-image masks in this configuration; {data!r} has "
                 f"none (use {hint}data with masks such as shapes)"
             )
-    except (ValueError, TypeError) as exc:
-        fail(str(exc))
-        return
+        classes = int(meta.get("num_classes") or dataset.num_classes)
+        grid_rows: list[torch.Tensor] = []
 
-    total = len(dataset)
-    grid_rows: list[torch.Tensor] = []
-    classes = int(meta.get("num_classes") or dataset.num_classes)
-    parts: dict[str, list[torch.Tensor]] = {
-        k: [] for k in ("adversarial", "labels", "clean_predictions", "predictions", "success")
-    }
-    norms: dict[str, list[torch.Tensor]] = {}
-    start = time.perf_counter()
-    bar = tqdm(range(0, total, batch_size), desc=f"{attack} on {data}", unit="batch")
-    for lo in bar:
-        batch = dataset.batch(slice(lo, min(lo + batch_size, total)))
-        x = batch["image"].to(device)
-        y = batch["label"].to(device)
-        target = (y + target_offset) % classes if target_offset % classes else None
-        try:
+        def step(batch: Batch) -> dict[str, Any]:
+            x, y = batch["image"], batch["label"]
+            target = (y + target_offset) % classes if target_offset % classes else None
             batch_threat = None if builder is None else builder(batch, options)
-            masks = batch["mask"].to(device) if want_masks else None
+            masks = batch["mask"] if want_masks else None
             clean = attacker.predict(x)
             result = attacker.run(x, y, target=target, threat=batch_threat, masks=masks)
-            if lo == 0:
-                extra = {} if masks is None else {"masks": masks}
-                grid_rows = example_rows(attacker, x, result.adversarial, batch, extra)
-        except (ValueError, TypeError) as exc:
-            bar.close()
-            fail(str(exc))
-            return
-        parts["adversarial"].append(result.adversarial.float().cpu())
-        parts["labels"].append(y.cpu())
-        parts["clean_predictions"].append(clean.cpu())
-        parts["predictions"].append(result.predictions.cpu())
-        parts["success"].append(result.success.cpu())
-        for region, values in result.norms.items():
-            norms.setdefault(region, []).append(values.float().cpu())
-        correct = torch.cat(parts["predictions"]) == torch.cat(parts["labels"])
-        bar.set_postfix(robust_acc=f"{float(correct.float().mean()):.3f}")
-    seconds = time.perf_counter() - start
+            return {
+                "adversarial": result.adversarial.float().cpu(),
+                "labels": y.cpu(),
+                "clean_predictions": clean.cpu(),
+                "predictions": result.predictions.cpu(),
+                "success": result.success.cpu(),
+                "norms": {k: v.float().cpu() for k, v in result.norms.items()},
+                "masks": masks,
+            }
 
-    tensors = {k: torch.cat(v) for k, v in parts.items()}
-    labels = tensors["labels"]
-    summary: dict[str, Any] = {
-        "checkpoint": str(model),
-        "data": {"name": data, "split": split, "n": total, "size": dataset.image_shape[-1]},
-        "attack": attacker.config(),
-        "threat": {
-            "name": threat or "attack default",
-            "norm": norm_name,
-            "eps": eps_value,
-            "eps_fg": options.eps_fg,
-            "eps_bg": options.eps_bg,
-        },
-        "targeted": target_offset % classes != 0,
-        "target_offset": target_offset,
-        "clean_accuracy": float((tensors["clean_predictions"] == labels).float().mean()),
-        "robust_accuracy": float((tensors["predictions"] == labels).float().mean()),
-        "success_rate": float(tensors["success"].float().mean()),
-        "norms": {
-            region: {"mean": float(torch.cat(v).mean()), "max": float(torch.cat(v).max())}
-            for region, v in norms.items()
-        },
-        "seconds": seconds,
-        "images_per_second": total / seconds if seconds > 0 else None,
-        "foveal_version": foveal.__version__,
-    }
-    text = json.dumps(summary, indent=2, sort_keys=True)
-    out.mkdir(parents=True, exist_ok=True)
-    tensors["success"] = tensors["success"].to(torch.uint8)
-    tensors["index"] = torch.arange(total)
-    with atomic_path(out / "adversarial.safetensors") as tmp:
-        save_file(
-            {k: v.contiguous() for k, v in tensors.items()}, str(tmp), metadata={"foveal": text}
-        )
-    atomic_write_text(out / "summary.json", text + "\n")
-    if grid_rows:
-        write_grid(grid_rows, out / "grid.png")
+        def first(batch: Batch, out_: dict[str, Any]) -> None:
+            extra = {} if out_["masks"] is None else {"masks": out_["masks"]}
+            grid_rows.extend(
+                example_rows(attacker, batch["image"], out_["adversarial"].to(device), batch, extra)
+            )
+
+        start = time.perf_counter()
+        tensors = map_batches(
+            step, dataset, batch_size=batch_size, device=device, progress=True,
+            desc=f"{attack} on {data}", on_first=first,
+        )  # fmt: skip
+        seconds = time.perf_counter() - start
+        norms = tensors.pop("norms")
+        tensors.pop("masks")
+        total = len(dataset)
+        labels = tensors["labels"]
+        summary: dict[str, Any] = {
+            "checkpoint": str(model),
+            "data": {"name": data, "split": split, "n": total, "size": dataset.image_shape[-1]},
+            "attack": attacker.config(),
+            "threat": {
+                "name": threat or "attack default",
+                "norm": norm_name,
+                "eps": eps_value,
+                "eps_fg": options.eps_fg,
+                "eps_bg": options.eps_bg,
+            },
+            "targeted": target_offset % classes != 0,
+            "target_offset": target_offset,
+            "clean_accuracy": float((tensors["clean_predictions"] == labels).float().mean()),
+            "robust_accuracy": float((tensors["predictions"] == labels).float().mean()),
+            "success_rate": float(tensors["success"].float().mean()),
+            "norms": {
+                region: {"mean": float(v.mean()), "max": float(v.max())}
+                for region, v in norms.items()
+            },
+            "seconds": seconds,
+            "images_per_second": total / seconds if seconds > 0 else None,
+            "foveal_version": foveal.__version__,
+        }
+        text = json.dumps(summary, indent=2, sort_keys=True)
+        tensors["success"] = tensors["success"].to(torch.uint8)
+        tensors["index"] = torch.arange(total)
+        with atomic_path(out / "adversarial.safetensors") as tmp:
+            contiguous = {k: v.contiguous() for k, v in tensors.items()}
+            save_file(contiguous, str(tmp), metadata={"foveal": text})
+        atomic_write_text(out / "summary.json", text + "\n")
+        if grid_rows:
+            write_grid(grid_rows, out / "grid.png")
     typer.echo(
         f"clean accuracy {summary['clean_accuracy']:.4f}  robust accuracy "
         f"{summary['robust_accuracy']:.4f}  success rate {summary['success_rate']:.4f}  "
