@@ -104,12 +104,12 @@ def _unit_areas() -> dict[str, float]:
 
 def render_shape(
     label: int, size: int, *, area: float, angle: float, centre: tuple[float, float] | None = None,
-    rng: np.random.Generator | None = None,
+    rng: np.random.Generator | None = None, supersample: int = _SUPERSAMPLE,
 ) -> np.ndarray:  # fmt: skip
     """Anti-aliased coverage (H,W) in [0,1] of shape ``label`` covering ``area`` of the image.
 
     ``centre`` (x, y) in pixels; when None a random position keeping the shape inside is drawn
-    from ``rng``.
+    from ``rng``. ``supersample``: the rasterisation grid per pixel side (coverage levels).
     """
     from skimage.draw import polygon
 
@@ -130,7 +130,7 @@ def render_shape(
         cy = gen.uniform(-lo[1] + 0.5, size - hi[1] - 0.5)
     else:
         cx, cy = centre
-    s = _SUPERSAMPLE
+    s = supersample
     canvas = np.zeros((size * s, size * s), dtype=np.float32)
     for k, p in enumerate(pts):
         rr, cc = polygon((p[:, 1] + cy) * s - 0.5, (p[:, 0] + cx) * s - 0.5, canvas.shape)
