@@ -8,7 +8,7 @@ import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 __all__ = [
     "DirectoryLock",
@@ -242,7 +242,7 @@ class DirectoryLock:
 
     FILE = ".foveal.lock"
     #: Directories this process holds: resolved path -> how many holders share the lock.
-    _held: dict[str, int] = {}
+    _held: ClassVar[dict[str, int]] = {}
 
     def __init__(self, directory: str | os.PathLike[str], *, purpose: str) -> None:
         self.directory = Path(directory)
