@@ -7,6 +7,12 @@ from pathlib import Path
 
 import pytest
 import torch
+from hypothesis import settings
+
+# Property tests replay the same examples on every run of the default suite (a red CI is then
+# never a matter of luck); tests/test_properties_slow.py explores fresh examples.
+settings.register_profile("foveal", derandomize=True, database=None, deadline=None)
+settings.load_profile("foveal")
 
 REPO = Path(__file__).resolve().parents[1]
 # Generated datasets and fixture models are cached inside the repository (git-ignored), so
@@ -77,3 +83,17 @@ def checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
     }
     foveal.models.save(model, path, meta)
     return path
+
+
+#: Examples run by the slow property suite (tests/test_properties_slow.py), reported at the end.
+_PROPERTY_EXAMPLES = [0]
+
+
+@pytest.fixture(scope="session")
+def property_examples() -> list[int]:
+    return _PROPERTY_EXAMPLES
+
+
+def pytest_terminal_summary(terminalreporter) -> None:
+    if _PROPERTY_EXAMPLES[0]:
+        terminalreporter.write_line(f"attack property examples run: {_PROPERTY_EXAMPLES[0]:,}")

@@ -127,14 +127,18 @@ def _one(seed: int, split: int, index: int, size: int) -> tuple[Any, ...]:
 
 
 def _chunk(seed: int, split: int, start: int, stop: int, size: int) -> tuple[int, ShapesArrays]:
-    torch.set_num_threads(1)
-    k = stop - start
-    out = ShapesArrays(
-        np.empty((k, 3, size, size), np.uint8), np.empty((k,), np.int64),
-        np.empty((k, 1, size, size), np.uint8), np.empty((k, 4), np.int64),
-    )  # fmt: skip
-    for j, i in enumerate(range(start, stop)):
-        out.images[j], out.labels[j], out.masks[j], out.boxes[j] = _one(seed, split, i, size)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # tiny tensors; restored below (this may run in the caller)
+    try:
+        k = stop - start
+        out = ShapesArrays(
+            np.empty((k, 3, size, size), np.uint8), np.empty((k,), np.int64),
+            np.empty((k, 1, size, size), np.uint8), np.empty((k, 4), np.int64),
+        )  # fmt: skip
+        for j, i in enumerate(range(start, stop)):
+            out.images[j], out.labels[j], out.masks[j], out.boxes[j] = _one(seed, split, i, size)
+    finally:
+        torch.set_num_threads(threads)
     return start, out
 
 
