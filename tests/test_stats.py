@@ -8,13 +8,15 @@ from scipy.stats import binomtest
 
 from foveal.app.reproductions.stats import (
     Estimate,
-    Test as ClaimTest,
     as_bits,
     bootstrap,
     mcnemar,
     paired_difference,
     proportion,
     verdict,
+)
+from foveal.app.reproductions.stats import (
+    Test as ClaimTest,
 )
 
 
