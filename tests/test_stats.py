@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from scipy.stats import binomtest
 
-from foveal.app.reproductions.stats import (
+from foveal.metrics.stats import (
     Estimate,
     as_bits,
     bootstrap,
@@ -15,7 +15,7 @@ from foveal.app.reproductions.stats import (
     proportion,
     verdict,
 )
-from foveal.app.reproductions.stats import (
+from foveal.metrics.stats import (
     Test as ClaimTest,
 )
 

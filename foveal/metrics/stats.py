@@ -1,4 +1,5 @@
-"""Statistics behind every verdict: paired comparisons on the same images, intervals, verdicts.
+"""Statistics for comparing attacks and models on the same images: intervals, paired tests,
+verdicts (the reproductions state their claims with these).
 
 A claim states its test before it runs (:class:`Test`) and gets one of four verdicts:
 
