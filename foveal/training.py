@@ -68,8 +68,8 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 from torch import nn
 
-from foveal._modes import eval_mode
 from foveal._validation import check_eps, parse_fraction
+from foveal.batching import predict
 from foveal.data.base import ArrayDataset
 from foveal.io import DirectoryLock, atomic_path, atomic_write_text, remove_stale_temporaries
 from foveal.registry import Registry
@@ -229,14 +229,10 @@ class StandardSettings(RecipeSettings):
 @torch.no_grad()
 def accuracy(model: nn.Module, data: ArrayDataset, *, batch_size: int = 512) -> float:
     """Clean accuracy of ``model`` on ``data`` (eval mode, restored afterwards)."""
-    device = next(model.parameters()).device
-    correct = 0
-    with eval_mode(model):
-        for start in range(0, len(data), batch_size):
-            b = data.batch(slice(start, start + batch_size))
-            logits = model(b["image"].to(device))
-            correct += int((logits.argmax(1) == b["label"].to(device)).sum())
-    return correct / max(len(data), 1)
+    if len(data) == 0:
+        return 0.0
+    pred = predict(model, data, batch_size=batch_size)
+    return int((pred.cpu() == data.labels).sum()) / len(data)
 
 
 @dataclass

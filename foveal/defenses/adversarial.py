@@ -44,6 +44,7 @@ from torch import nn
 from foveal._validation import check_eps
 from foveal.attacks import PGD
 from foveal.attacks.base import eval_mode
+from foveal.batching import Batch, map_batches, predict
 from foveal.data.base import ArrayDataset
 from foveal.threats import EpsMap, Threat, ball, dual, frozen, parse_norm
 from foveal.training import RECIPES, Budget, NormName, Recipe, RecipeSettings
@@ -94,16 +95,16 @@ def robust_accuracy(
     """Accuracy under PGD-``steps`` (first ``n`` images of ``data``), a fixed-seed attack."""
     m = len(data) if n is None else min(n, len(data))
     attack = PGD(model, eps=eps, norm=norm, steps=steps, seed=0)
-    correct = 0
-    for start in range(0, m, batch_size):
-        b = data.batch(slice(start, min(start + batch_size, m)))
-        device = next(model.parameters()).device
-        b = {k: v.to(device) for k, v in b.items()}
+    if m == 0:
+        return 0.0
+
+    def robust(b: Batch) -> torch.Tensor:
         threat = threat_fn(b) if threat_fn is not None else None
         x_adv = attack(b["image"], b["label"], threat=threat)
-        with torch.no_grad(), eval_mode(model):
-            correct += int((model(x_adv).argmax(1) == b["label"]).sum())
-    return correct / max(m, 1)
+        return predict(model, x_adv, batch_size=batch_size) == b["label"]
+
+    device = next(model.parameters()).device
+    return int(map_batches(robust, data, batch_size=batch_size, device=device, stop=m).sum()) / m
 
 
 class AdversarialRecipe(Recipe):

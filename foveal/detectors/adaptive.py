@@ -45,6 +45,7 @@ from torch import nn
 from foveal._validation import check_eps, check_images, check_labels
 from foveal.attacks.base import Attack, Problem
 from foveal.attacks.objectives import CrossEntropy, Objective, ObjectiveContext
+from foveal.batching import predict
 from foveal.detectors.base import collect_images
 from foveal.detectors.cnn import GRADIENT_MODES, CNNDetector
 
@@ -210,13 +211,10 @@ def evasion_report(
     """
     from sklearn.metrics import roc_auc_score
 
-    from foveal._modes import eval_mode
-
     x = check_images(clean, "clean")
     xa = check_images(adversarial, "adversarial")
     y = check_labels(labels, x.shape[0])
-    with eval_mode(model), torch.no_grad():
-        pred = torch.cat([model(xa[i : i + 256]).argmax(1).cpu() for i in range(0, len(xa), 256)])
+    pred = predict(model, xa, batch_size=256).cpu()
     adv_scores, clean_scores = detector.score(xa), detector.score(x)
     flagged = adv_scores > detector.threshold
     false_pos = clean_scores > detector.threshold
@@ -271,7 +269,6 @@ def adversarial_training(
         the round's white-box images before and after refitting (all of them, and those that
         fool the classifier), how many were added, and the training loss.
     """
-    from foveal._modes import eval_mode
 
     x = collect_images(clean, "clean")
     y = check_labels(labels, x.shape[0])
@@ -287,9 +284,7 @@ def adversarial_training(
             detector.epochs = epochs
         for r in range(rounds):
             white = AdaptiveAttack(model, detector, **kwargs)(x, y)
-            with eval_mode(model), torch.no_grad():
-                fooled = torch.cat([model(white[i : i + 256]).argmax(1).cpu()
-                                    for i in range(0, len(white), 256)]) != y.cpu()  # fmt: skip
+            fooled = predict(model, white, batch_size=256).cpu() != y.cpu()
             keep = fooled if successful_only else torch.ones_like(fooled)
             flagged = detector.detect(white)
             before = float(flagged.float().mean())

@@ -33,6 +33,7 @@ import torch
 from torch import nn
 
 from foveal._validation import check_images, check_probability
+from foveal.batching import map_batches
 from foveal.registry import Registry
 
 __all__ = [
@@ -166,9 +167,10 @@ class Detector(abc.ABC):
             raise ValueError(f"batch_size must be >= 1; got {batch_size}")
         if x.shape[0] == 0:
             return torch.zeros(0)
-        out = [self._score(x[i : i + batch_size]).detach().float().cpu()
-               for i in range(0, x.shape[0], batch_size)]  # fmt: skip
-        return torch.cat(out)
+        return map_batches(
+            lambda b: self._score(b["image"]).detach().float().cpu(), {"image": x},
+            batch_size=batch_size,
+        )  # fmt: skip
 
     def detect(self, images: object, *, batch_size: int = 256) -> torch.Tensor:
         """(N,) bool: the score exceeds :attr:`threshold`."""

@@ -45,6 +45,7 @@ from torch import nn
 
 from foveal._modes import eval_mode
 from foveal._validation import check_images
+from foveal.batching import map_batches
 from foveal.detectors.base import DETECTORS, Detector
 from foveal.detectors.networks import ARCHS, DetectorNet, auto_arch
 from foveal.saliency.learned import MaskingModel, load_masking_model
@@ -152,10 +153,10 @@ class CNNDetector(Detector):
         """The network input for validated ``images`` (graph kept when ``differentiable``)."""
 
     def _feature_batches(self, images: torch.Tensor) -> torch.Tensor:
-        out = []
-        for i in range(0, images.shape[0], 256):
-            out.append(self.features(images[i : i + 256].to(self.device)))
-        return torch.cat(out)
+        return map_batches(
+            lambda b: self.features(b["image"]), {"image": images}, batch_size=256,
+            device=self.device,
+        )  # fmt: skip
 
     # ------------------------------------------------------------------ scores
     def log_odds_of_features(self, feats: torch.Tensor) -> torch.Tensor:

@@ -38,6 +38,7 @@ from torch import nn
 from foveal._modes import eval_mode
 from foveal._validation import check_images, check_labels
 from foveal.attacks.base import ATTACKS, Attack
+from foveal.batching import Batch, map_batches
 from foveal.detectors.base import DETECTORS, Detector, create_detector
 
 __all__ = [
@@ -96,16 +97,17 @@ def generate_adversarial(
     desc: str = "attack",
 ) -> tuple[torch.Tensor, float]:
     """Adversarial images for ``images`` in batches, and the attack's success rate."""
-    from tqdm.auto import tqdm
-
     x = check_images(images)
     y = check_labels(labels, x.shape[0])
-    out, success = [], 0
-    for i in tqdm(range(0, x.shape[0], batch_size), disable=not progress, desc=desc, unit="batch"):
-        result = attack.run(x[i : i + batch_size], y[i : i + batch_size])
-        out.append(result.adversarial.detach().cpu())
-        success += int(result.success.sum())
-    return torch.cat(out), success / max(x.shape[0], 1)
+
+    def run(batch: Batch) -> tuple[torch.Tensor, torch.Tensor]:
+        result = attack.run(batch["image"], batch["label"])
+        return result.adversarial.detach().cpu(), result.success.cpu()
+
+    if x.shape[0] == 0:
+        return x.detach().cpu(), 0.0
+    out, success = map_batches(run, (x, y), batch_size=batch_size, progress=progress, desc=desc)
+    return out, int(success.sum()) / x.shape[0]
 
 
 def detection_accuracy(

@@ -24,6 +24,8 @@ from typing import Any
 
 import torch
 
+from foveal.batching import map_batches
+
 __all__ = ["ShiftStatistics", "map_distances", "saliency_shift", "saliency_shift_of"]
 
 REDUCTIONS = ("rms", "l2")
@@ -149,7 +151,8 @@ def saliency_shift_of(
     predicted class of each image)."""
 
     def maps(x: torch.Tensor) -> torch.Tensor:
-        return torch.cat([saliency(x[i : i + batch_size]).detach().cpu()
-                          for i in range(0, x.shape[0], batch_size)])  # fmt: skip
+        return map_batches(
+            lambda b: saliency(b["image"]).detach().cpu(), {"image": x}, batch_size=batch_size
+        )
 
     return saliency_shift(maps(clean), maps(adversarial), **kwargs)
