@@ -48,7 +48,17 @@ class ZooEntry:
 
 _FINE_TUNE = {"epochs": 4, "lr": 1e-3}
 _DETECTORS_TRAINING = {"epochs": 4, "batch_size": 64, "lr": 3e-3}
-_ROBUST = {"steps": 5}
+
+
+def _robust(description: str, method: str, **recipe: Any) -> ZooEntry:
+    """A robust model fine-tuned from ``standard`` with a 5-step inner PGD at Linf 8/255."""
+    return ZooEntry(
+        f"{description}, fine-tuned from `standard`",
+        recipe={"method": method, "eps": 8 / 255, "steps": 5, **recipe},
+        training=_FINE_TUNE,
+        init="standard",
+    )
+
 
 ZOO: dict[str, dict[str, ZooEntry]] = {
     "shapes": {
@@ -58,42 +68,14 @@ ZOO: dict[str, dict[str, ZooEntry]] = {
             training={"seed": 1},
             job={"width": 24},
         ),
-        "madry": ZooEntry(
-            "Madry-AT, Linf 8/255, fine-tuned from `standard`",
-            recipe={"method": "madry", "eps": 8 / 255, **_ROBUST},
-            training=_FINE_TUNE,
-            init="standard",
+        "madry": _robust("Madry-AT, Linf 8/255", "madry"),
+        "dual": _robust(
+            "AT-Dual, 4/255 foreground + 20/255 background", "dual", eps=4 / 255, eps_bg=20 / 255
         ),
-        "dual": ZooEntry(
-            "AT-Dual, 4/255 foreground + 20/255 background, fine-tuned from `standard`",
-            recipe={"method": "dual", "eps": 4 / 255, "eps_bg": 20 / 255, **_ROBUST},
-            training=_FINE_TUNE,
-            init="standard",
-        ),
-        "trades": ZooEntry(
-            "TRADES (beta 6), Linf 8/255, fine-tuned from `standard`",
-            recipe={"method": "trades", "eps": 8 / 255, **_ROBUST},
-            training=_FINE_TUNE,
-            init="standard",
-        ),
-        "fat": ZooEntry(
-            "friendly AT, Linf 8/255, fine-tuned from `standard`",
-            recipe={"method": "fat", "eps": 8 / 255, **_ROBUST},
-            training=_FINE_TUNE,
-            init="standard",
-        ),
-        "part": ZooEntry(
-            "PART (8/255 on salient, 7/255 elsewhere), fine-tuned from `standard`",
-            recipe={"method": "part", "eps": 8 / 255, **_ROBUST},
-            training=_FINE_TUNE,
-            init="standard",
-        ),
-        "sip-h": ZooEntry(
-            "SIP-AT (hard masks), Linf 8/255, fine-tuned from `standard`",
-            recipe={"method": "sip-h", "eps": 8 / 255, **_ROBUST},
-            training=_FINE_TUNE,
-            init="standard",
-        ),
+        "trades": _robust("TRADES (beta 6), Linf 8/255", "trades"),
+        "fat": _robust("friendly AT, Linf 8/255", "fat"),
+        "part": _robust("PART (8/255 on salient, 7/255 elsewhere)", "part"),
+        "sip-h": _robust("SIP-AT (hard masks), Linf 8/255", "sip-h"),
         "standard-96px": ZooEntry(
             "`standard` fine-tuned at 96 pixels for 3 epochs on 2,000 images (steganalysis)",
             training={"epochs": 3, "batch_size": 64, "lr": 1e-3},
@@ -113,7 +95,7 @@ ZOO: dict[str, dict[str, ZooEntry]] = {
         ),
         "sip-s": ZooEntry(
             "SIP-AT (soft, salient pixels of the Madry model), fine-tuned from `standard`",
-            recipe={"method": "sip-s", "eps": 8 / 255, **_ROBUST},
+            recipe={"method": "sip-s", "eps": 8 / 255, "steps": 5},
             training=_FINE_TUNE,
             init="standard",
             reference="madry",
