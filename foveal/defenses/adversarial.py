@@ -12,10 +12,10 @@ fat        early-stopped PGD-K-tau (per-example counter, tau schedule) / CE (REF
 part       PGD on a per-pixel eps map from Grad-CAM of the exact training batch: eps on
            important pixels (normalised CAM > mean + std), eps_low elsewhere; ``burn_in``
            epochs of madry first (REFERENCE 3, without the reference code's mask misalignment)
-dual       AT-Dual (seed 000, Eq. 4): PGD on the dual set {foreground: eps_F, background: eps_B}
+dual       AT-Dual (Tong et al. 2020, Eq. 4): PGD on the dual set {foreground: eps_F, background: eps_B}
            with the salience term off (lambda = 0, as in the seed's training runs); masks
            from the dataset or from a masker
-sip-h      SIP-AT (seed 003, Eq. 9): PGD with the salient pixels frozen; dataset (human) masks
+sip-h      SIP-AT (Redgrave & Czajka 2024, Eq. 9): PGD with the salient pixels frozen; dataset (human) masks
 sip-s      SIP-AT with the top-k gradient-mass masks (Eq. 7-8) of a robust reference model
 ========== ======================================================================================
 
@@ -288,7 +288,7 @@ def _batch_masks(batch: dict[str, torch.Tensor], recipe: str) -> torch.Tensor:
 
 
 class DualRecipe(AdversarialRecipe):
-    """AT-Dual (seed 000, Eq. 4). ``masker(model, batch) -> (N,1,H,W)`` foreground masks;
+    """AT-Dual (Tong et al. 2020, Eq. 4). ``masker(model, batch) -> (N,1,H,W)`` foreground masks;
     default: the dataset's masks. ``eps`` is eps_F; ``eps_bg`` defaults to ``5 * eps``."""
 
     name = "dual"
@@ -316,7 +316,7 @@ class DualRecipe(AdversarialRecipe):
 
 
 class SipRecipe(AdversarialRecipe):
-    """SIP-AT (seed 003, Eq. 9): delta' = delta o (1 - M(x)).
+    """SIP-AT (Redgrave & Czajka 2024, Eq. 9): delta' = delta o (1 - M(x)).
 
     ``masker(model, batch)`` gives the salient masks M; default: the dataset's (human) masks
     (``sip-h``). :func:`top_k_masker` builds the ``sip-s`` masker from a robust model.
@@ -338,7 +338,7 @@ class SipRecipe(AdversarialRecipe):
 
 
 def top_k_masker(reference: nn.Module, *, fraction: float = 0.5) -> MaskFn:
-    """SIP-S masks (seed 003, Eq. 7-8): the smallest set of pixels holding ``fraction`` of the
+    """SIP-S masks (Redgrave & Czajka 2024, Eq. 7-8): the smallest set of pixels holding ``fraction`` of the
     input-gradient mass of the robust ``reference`` model, for the true label."""
     from foveal.saliency import Gradient, top_k_mass
 

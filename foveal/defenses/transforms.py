@@ -2,7 +2,7 @@
 
 Transforms (all keep shape and the [0,1] range):
 
-- ``resize``: down-sample by ``gamma`` and back (bilinear), seed 001's resizing defense;
+- ``resize``: down-sample by ``gamma`` and back (bilinear), Dong et al.'s (2020) resizing defense;
 - ``jpeg``: JPEG at quality ``q`` (Pillow's libjpeg encoder/decoder);
 - ``dnn-jpeg``: the DNN-oriented JPEG of feature distillation (REFERENCE 8), written here in
   torch because no maintained package implements it: YCbCr without chroma subsampling, 8x8

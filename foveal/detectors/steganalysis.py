@@ -1,5 +1,5 @@
 """Steganalysis detector: SPAM-686 features and an ensemble of Fisher linear discriminants
-(seed 001, section 4.2; Liu et al., CVPR 2019; REFERENCE 5).
+(Dong et al. 2020, section 4.2; Liu et al., CVPR 2019; REFERENCE 5).
 
 SPAM (Pevny, Bas & Fridrich 2010), second order, ``T = 3``, computed from the *quantised* uint8
 image (perturbations below 1/255 vanish there, as they would in a saved image):
