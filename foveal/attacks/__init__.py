@@ -15,8 +15,8 @@ Usage (familiar to torchattacks users)::
 ``ATTACKS`` maps names to classes (``ATTACKS.get("pgd")``); the CLI and the tests use it.
 
 Masked use of any attack needs no new class: restrict it to regions or freeze pixels through
-the set. PGD that never touches the salient pixels of a SIP mask (Redgrave & Czajka 2024), or that perturbs
-only the object::
+the set. PGD that never touches the salient pixels of a SIP mask (Redgrave & Czajka 2024), or that
+perturbs only the object::
 
     from foveal.threats import frozen
     x_adv = PGD(model, eps=8 / 255)(x, y, threat=frozen(salient, 8 / 255))    # salient fixed
@@ -28,9 +28,9 @@ others refuse them. Such an attack implements its idea through the engine's hook
 :mod:`foveal.attacks.base`).
 
 Saliency-guided attacks: :class:`DualPerturbation` (Tong et al. 2020: eps_F / eps_B and a salience
-term), :class:`SAFGM` / :class:`SAIFGM` / :class:`MSAIFGM` (Dong et al. 2020: superpixel subspace cropped
-by CAM) and :class:`PerceptualBall` (Elliott et al. 2019: L-BFGS on margin + perceptual loss); see
-``docs/attacks.md``.
+term), :class:`SAFGM` / :class:`SAIFGM` / :class:`MSAIFGM` (Dong et al. 2020: superpixel subspace
+cropped by CAM) and :class:`PerceptualBall` (Elliott et al. 2019: L-BFGS on margin + perceptual
+loss); see ``docs/attacks.md``.
 """
 
 from __future__ import annotations

@@ -169,8 +169,8 @@ class DualPerturbation(PGD):
         eps_fg: foreground budget eps_F (default 4/255).
         eps_bg: background budget eps_B (default 20/255).
         norm: ``"linf"`` (default) or ``"l2"``.
-        lam: weight lambda of the foreground score (default 1.0, Tong et al.'s (2020) Linf setting; 0
-            removes the term).
+        lam: weight lambda of the foreground score (default 1.0, Tong et al.'s (2020) Linf setting;
+            0 removes the term).
         steps: iterations (default 10).
         alpha_fg, alpha_bg: absolute step sizes per region (give both or neither); default
             ``rel_alpha`` times each region's budget.

@@ -1,4 +1,4 @@
-"""Adversarial perturbations on the perceptual ball (Elliott et al. 2019, Eq. 1-4), by batched L-BFGS.
+"""Adversarial perturbations on the perceptual ball (Elliott et al. 2019, Eq. 1-4) by L-BFGS.
 
 Per image, minimise
 
@@ -7,8 +7,8 @@ Per image, minimise
 with ``M(x') = z_y(x') - max_{j != y} z_j(x')`` the logit margin of the true class (Eq. 1; for a
 targeted attack the margin of the target, aimed at ``-T``), ``C_l`` the activations of the
 chosen layers (hooked by name) and ``x'`` inside the perturbation set (default the Linf box
-8/255 intersected with [0,1], Elliott et al.'s (2019) detection setting). The squared differences are
-averaged over elements, as in the authors' code, so the weights do not depend on the image or
+8/255 intersected with [0,1], Elliott et al.'s (2019) detection setting). The squared differences
+are averaged over elements, as in the authors' code, so the weights do not depend on the image or
 layer size. Defaults follow the authors' example (``T = -2``) and the detection experiment
 (20 iterations, best iterate over all function evaluations returned).
 

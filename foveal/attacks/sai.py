@@ -77,7 +77,7 @@ _TINY = 1e-30
 
 
 def sai_budget(delta: float, shape: tuple[int, ...] | torch.Size) -> float:
-    """Dong et al.'s (2020) L2 budget ``delta * sqrt(C*H*W)`` in [0,1] units (``delta`` in 0-255 units).
+    """Dong et al.'s (2020) L2 budget ``delta * sqrt(C*H*W)`` in [0,1] units (``delta``: 0-255).
 
     Example:
         >>> round(sai_budget(4, (3, 32, 32)), 4)
@@ -288,8 +288,8 @@ class SuperpixelAttack(Attack):
             )
             return ValueError(
                 f"{name} cannot attack on {threat!r}: {what}, but Scale_eps scales the noise "
-                "vector onto one sphere of radius eps (Dong et al. 2020, Eq. 3-4), so a set with several "
-                f"non-zero budgets has no single eps to scale to; {accepted}"
+                "vector onto one sphere of radius eps (Dong et al. 2020, Eq. 3-4), so a set with "
+                f"several non-zero budgets has no single eps to scale to; {accepted}"
             )
         return TypeError(
             f"threat must be a Superpixel set, an L2 / Linf ball or a single-budget region set "

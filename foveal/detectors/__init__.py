@@ -7,8 +7,9 @@ detectors (:data:`DETECTORS`, ``foveal detect``):
 
 - ``id``, ``jsd``, ``smd``, ``spd``: the SMD/SPD paper's CNN detectors on the image, image + logit
   Jacobian, learned saliency map, and salient pixels (map x image);
-- ``steganalysis``: SPAM-686 features + an ensemble of Fisher linear discriminants (Dong et al. 2020);
-- ``odds``: the odds-are-odd statistical test (Elliott et al.'s (2019) target);
+- ``steganalysis``: SPAM-686 features + an ensemble of Fisher linear discriminants (as in
+  Dong et al. 2020);
+- ``odds``: the odds-are-odd statistical test (the target of Elliott et al. 2019);
 - ``squeeze``: feature squeezing, a cheap baseline.
 
 Also: :class:`AdaptiveAttack` (the SMD/SPD paper, Algorithms 1-3, and a combined objective),

@@ -1,5 +1,5 @@
-"""White-box attacks on the CNN detectors (the SMD/SPD paper, section 3.7, Algorithms 1-3) and detector
-adversarial training (the SMD/SPD paper, Table 3).
+"""White-box attacks on the CNN detectors (the SMD/SPD paper, section 3.7, Algorithms 1-3) and
+detector adversarial training (the SMD/SPD paper, Table 3).
 
 :class:`AdaptiveAttack` runs on foveal's attack engine (validation, the Linf set, projection,
 mode restoring and success bookkeeping come from :class:`~foveal.attacks.Attack`). Two modes:
@@ -8,8 +8,8 @@ mode restoring and success bookkeeping come from :class:`~foveal.attacks.Attack`
   ``x <- x + alpha sign(grad CE(f(x), y))`` on the images the classifier still gets right, then a
   detector step ``x <- x - alpha sign(grad d(x))`` on the images the detector still flags
   (``d`` is the detector's log-odds of "adversarial"), projecting onto the budget after each.
-  The SMD/SPD paper runs ``T = 5`` iterations, ``n`` times; here ``steps`` (T) x ``repeats`` (n). The
-  detector gradient is taken as in Algorithms 1-3 (``gradient="input"``: with respect to the
+  The SMD/SPD paper runs ``T = 5`` iterations, ``n`` times; here ``steps`` (T) x ``repeats`` (n).
+  The detector gradient is taken as in Algorithms 1-3 (``gradient="input"``: with respect to the
   detector's own input, broadcast over the colour channels for SMD) or through the whole
   pipeline including the masking model (``gradient="full"``, default; stronger, since the
   masking model is differentiable). See :meth:`~foveal.detectors.CNNDetector.input_gradient`.
@@ -19,9 +19,9 @@ mode restoring and success bookkeeping come from :class:`~foveal.attacks.Attack`
   :class:`~foveal.attacks.Objective` term that any attack can use), climbed with sign steps
   (Metzen et al.'s simultaneous variant, the SMD/SPD paper's Eq. 5, as an objective).
 
-The SMD/SPD paper bounds the white-box attack only by the pixel range; here the Linf budget ``eps`` of
-the engine bounds it too (the SMD/SPD paper's BIM/MIM budget 0.15 on MNIST by default), so it is a
-threat model that can be compared with the black-box attacks.
+The SMD/SPD paper bounds the white-box attack only by the pixel range; here the Linf budget ``eps``
+of the engine bounds it too (the SMD/SPD paper's BIM/MIM budget 0.15 on MNIST by default), so it is
+a threat model that can be compared with the black-box attacks.
 
 :func:`adversarial_training` alternates the attack and detector fitting: each round attacks the
 current detector on the clean training images and continues training it on clean versus

@@ -1,8 +1,9 @@
 """CNN detectors of the SMD/SPD paper: ID, JSD, SMD and SPD (sections 3.4-3.5).
 
-Each trains the dataset's CNN from the SMD/SPD paper (:class:`~foveal.detectors.networks.DetectorNet`,
-dropout 0.6, Adam with its standard settings, 10 epochs of batches of 50) to separate clean
-(label 0) from adversarial (label 1) images, on a different input:
+Each trains the dataset's CNN from the SMD/SPD paper
+(:class:`~foveal.detectors.networks.DetectorNet`, dropout 0.6, Adam with its standard settings, 10
+epochs of batches of 50) to separate clean (label 0) from adversarial (label 1) images, on a
+different input:
 
 - ``id`` (image defense, Gong et al. 2017): the image itself;
 - ``jsd`` (Jacobian saliency defense, Zhang et al. 2018, as adapted by the SMD/SPD paper): the image
@@ -21,8 +22,8 @@ Gradients for the adaptive attacks (:mod:`foveal.detectors.adaptive`):
 :meth:`CNNDetector.input_gradient` gives the gradient of the log-odds with respect to the image
 either through the whole pipeline (``"full"``: through the masking model for SMD and SPD; the
 Jacobian channels of JSD are held constant, as their derivative is zero almost everywhere for a
-ReLU classifier) or as the SMD/SPD paper's Algorithms 1-3 take it (``"input"``: the gradient with respect
-to the detector's own input, broadcast over the colour channels for SMD and applied to the
+ReLU classifier) or as the SMD/SPD paper's Algorithms 1-3 take it (``"input"``: the gradient with
+respect to the detector's own input, broadcast over the colour channels for SMD and applied to the
 image unchanged for SPD).
 
 Checkpoints hold the detector network and, for SMD and SPD, the masking model it depends on; the
@@ -78,7 +79,8 @@ class CNNDetector(Detector):
             ``"mnist"``, ``"cifar"`` or ``"assira"``.
         width: filter multiplier of the network (1.0 = the SMD/SPD paper).
         dropout: dropout before every dense layer (0.6 = the SMD/SPD paper).
-        epochs, batch_size, lr: Adam training (the SMD/SPD paper: 10 epochs, batches of 50, lr 1e-3).
+        epochs, batch_size, lr: Adam training (the SMD/SPD paper: 10 epochs, batches of 50,
+            lr 1e-3).
         seed: seeds the initial weights, dropout and shuffling.
         device: where to train and score (default: the classifier's device, else CPU).
         progress: show a tqdm bar while training.
@@ -330,7 +332,7 @@ def _load_prefixed(
 
 @DETECTORS.register("id", help="ID: the SMD/SPD paper CNN on the image (baseline)")
 class ImageDetector(CNNDetector):
-    """ID: the SMD/SPD paper's CNN on the image itself (Gong et al. 2017; the SMD/SPD paper's baseline).
+    """ID: the SMD/SPD paper's CNN on the image itself (Gong et al. 2017; that paper's baseline).
 
     Shape:
         images (N,C,H,W) in [0,1] -> scores (N,) (log-odds of "adversarial").
@@ -355,8 +357,8 @@ class ImageDetector(CNNDetector):
 class JacobianDetector(CNNDetector):
     """JSD: the image concatenated with ``d z_pred / d x`` (2C channels).
 
-    The derivative is that of the predicted class's logit (the SMD/SPD paper, section 3.5), computed per
-    image by autograd in eval mode.
+    The derivative is that of the predicted class's logit (the SMD/SPD paper, section 3.5), computed
+    per image by autograd in eval mode.
     """
 
     name = "jsd"

@@ -1,4 +1,5 @@
-"""Per-attack detector training and cross-attack generalisation (the SMD/SPD paper, section 3.6, Fig. 2).
+"""Per-attack detector training and cross-attack generalisation (section 3.6 and Fig. 2 of the
+SMD/SPD paper, an anonymous ICLR 2020 submission).
 
 Each detector is trained on clean images and their adversarial versions under one attack
 (FGSM, BIM, MIM, C&W, DeepFool or JSMA; one adversarial image per clean image, whether or not

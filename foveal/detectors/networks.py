@@ -1,7 +1,7 @@
 """The binary CNNs of the SMD/SPD paper (Appendix A), used by the ID, JSD, SMD and SPD detectors.
 
-The SMD/SPD paper builds every detector with "the same architecture (and hyper-parameters) as for the
-black-box image classifiers", one per dataset, with dropout 0.6 before every dense layer, ReLU
+The SMD/SPD paper builds every detector with "the same architecture (and hyper-parameters) as for
+the black-box image classifiers", one per dataset, with dropout 0.6 before every dense layer, ReLU
 activations and Adam. Three specifications, chosen per dataset (``arch="auto"`` picks from the
 images the detector is fitted on: grey images -> ``mnist``, colour images below 96 pixels ->
 ``cifar``, larger ones -> ``assira``):

@@ -5,8 +5,9 @@
   min-max-normalised map), ``mean`` keeps ``h >= alpha * mean(h)``, ``percent`` keeps the
   ``alpha`` fraction of highest pixels (rank-based).
 - Boxes (:func:`boxes_from_masks`): the bounding box of the largest 8-connected component
-  (Elliott et al. 2019) or of all surviving pixels (Fong & Vedaldi); ``(x0, y0, x1, y1)`` with ``x1``/``y1``
-  exclusive, the convention of :mod:`foveal.data`. An empty mask gives the empty box (0,0,0,0).
+  (Elliott et al. 2019) or of all surviving pixels (Fong & Vedaldi); ``(x0, y0, x1, y1)`` with
+  ``x1``/``y1`` exclusive, the convention of :mod:`foveal.data`. An empty mask gives the empty box
+  (0,0,0,0).
 - :func:`box_iou`; a prediction is correct when IoU >= 0.5; error = 1 - accuracy
   (:func:`localization_error`); :func:`localization_sweep` evaluates a grid of ``alpha`` and
   :func:`select_alpha` picks the best on a held-out split.

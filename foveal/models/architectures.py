@@ -118,7 +118,7 @@ _DEFAULT_LAYERS["shapes-cnn"] = "features"
 
 
 class MnistCNN(nn.Module):
-    """The SMD/SPD paper's MNIST classifier: conv 64 (k=8), conv 128 (k=6), conv 128 (k=3), dense 10.
+    """The SMD/SPD paper's MNIST CNN: conv 64 (k=8), conv 128 (k=6), conv 128 (k=3), dense 10.
 
     The paper's table lists each row as "2 x conv" but 8/6/3 kernels cannot be stacked twice
     unpadded on 28x28 inputs; the implementation it used (the cleverhans basic CNN) has one
@@ -140,7 +140,9 @@ class MnistCNN(nn.Module):
         return self.classifier(self.features(x))
 
 
-@ARCHITECTURES.register("mnist-cnn", help="SMD/SPD paper's MNIST CNN (conv 64/k8, 128/k6, 128/k3)")
+@ARCHITECTURES.register(
+    "mnist-cnn", help="MNIST CNN of the SMD/SPD paper (conv 64/k8, 128/k6, 128/k3)"
+)
 def mnist_cnn(*, num_classes: int = 10, in_channels: int = 1, input_size: int = 28, **_: object):
     if input_size < 28:
         raise ValueError(f"mnist-cnn needs input_size >= 28; got {input_size}")
@@ -151,7 +153,9 @@ def mnist_cnn(*, num_classes: int = 10, in_channels: int = 1, input_size: int = 
 _DEFAULT_LAYERS["mnist-cnn"] = "features"
 
 
-@ARCHITECTURES.register("cifar-cnn", help="SMD/SPD paper's CIFAR-10 CNN (32-32-63-63-128-128, dense 128)")
+@ARCHITECTURES.register(
+    "cifar-cnn", help="CIFAR-10 CNN of the SMD/SPD paper (32-32-63-63-128-128, dense 128)"
+)
 def cifar_cnn(*, num_classes: int = 10, in_channels: int = 3, input_size: int = 32, **_: object):
     convs: list[tuple[int, int] | str] = [
         (32, 3), (32, 3), (32, 3), (32, 3), "pool",
@@ -167,7 +171,9 @@ def cifar_cnn(*, num_classes: int = 10, in_channels: int = 3, input_size: int = 
 _DEFAULT_LAYERS["cifar-cnn"] = "features"
 
 
-@ARCHITECTURES.register("assira-cnn", help="SMD/SPD paper's ASSIRA CNN (64-128-256-512, dense 256-256)")
+@ARCHITECTURES.register(
+    "assira-cnn", help="ASSIRA CNN of the SMD/SPD paper (64-128-256-512, dense 256-256)"
+)
 def assira_cnn(*, num_classes: int = 2, in_channels: int = 3, input_size: int = 112, **_: object):
     convs: list[tuple[int, int] | str] = [
         (64, 3), (64, 3), "pool", (128, 3), (128, 3), "pool",

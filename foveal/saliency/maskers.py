@@ -6,8 +6,8 @@ perturbation set:
 
 - :func:`half_range` — Tong et al. 2020: foreground = pixels above ``t = 0.5 (s_min + s_max)``.
 - :func:`binarize` — Dong et al. 2020: min-max normalise each map to [0,1], keep ``m >= phi``.
-- :func:`top_k_mass` — Redgrave & Czajka 2024 (Eq. 7-8): the smallest set of elements holding at least
-  half (``fraction``) of the total ``|map|`` mass.
+- :func:`top_k_mass` — Redgrave & Czajka 2024 (Eq. 7-8): the smallest set of elements holding at
+  least half (``fraction``) of the total ``|map|`` mass.
 - :func:`percentile` — keep the ``percent``% highest elements (rank-based).
 - :class:`GroundTruthMasker` — dataset masks as regions.
 
@@ -147,8 +147,8 @@ def binarize(maps: torch.Tensor, phi: float = 4 / 12) -> torch.Tensor:
 
     Args:
         maps: saliency maps (N,1,H,W) or (N,C,H,W).
-        phi: binarisation factor in [0,1] (Dong et al.'s (2020) default 4/12). A constant map normalises
-            to 0, so its mask is all ones for ``phi = 0`` and empty otherwise.
+        phi: binarisation factor in [0,1] (Dong et al.'s (2020) default 4/12). A constant map
+            normalises to 0, so its mask is all ones for ``phi = 0`` and empty otherwise.
 
     Example:
         >>> binarize(torch.tensor([[[[2.0, 3.0, 4.0, 6.0]]]]), phi=0.5)
@@ -166,8 +166,8 @@ def binarize(maps: torch.Tensor, phi: float = 4 / 12) -> torch.Tensor:
 
 @torch.no_grad()
 def top_k_mass(maps: torch.Tensor, fraction: float = 0.5) -> torch.Tensor:
-    """Redgrave & Czajka 2024, Eq. 7-8: the smallest set of elements whose ``|map|`` holds >= ``fraction``
-    of the total mass of each image.
+    """Redgrave & Czajka 2024, Eq. 7-8: the smallest set of elements whose ``|map|`` holds >=
+    ``fraction`` of the total mass of each image.
 
     Elements are taken in decreasing order of ``|map|`` (ties by position), so the chosen
     set of size k holds the largest mass of any set of size k, and k is the smallest size

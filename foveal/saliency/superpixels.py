@@ -7,8 +7,8 @@ mean colours are closer than ``beta``. What is written here is the batching (a p
 for large batches, in-process for small ones), the choice of ``n_segments`` from a target
 superpixel size, and the contiguous relabelling.
 
-Units: ``beta`` is a Euclidean distance between mean RGB colours in 0-255 units (as Dong et al. 2020,
-whose ablation uses beta in {0, 2, 4}); for grey images, in 0-255 grey levels.
+Units: ``beta`` is a Euclidean distance between mean RGB colours in 0-255 units (as Dong et al.
+2020, whose ablation uses beta in {0, 2, 4}); for grey images, in 0-255 grey levels.
 ``compactness`` is SLIC's (colour in CIELAB for 3-channel images, 10 by default).
 """
 

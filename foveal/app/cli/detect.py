@@ -40,7 +40,9 @@ _MASK_EPOCHS = typer.Option(3, "--mask-epochs", help="epochs of the masking mode
 _MASK_STEPS = typer.Option(
     None, "--mask-steps", help="steps of the masking model (overrides epochs)"
 )
-_WIDTH = typer.Option(1.0, "--width", help="filter multiplier of the detector CNN (1 = the SMD/SPD paper)")
+_WIDTH = typer.Option(
+    1.0, "--width", help="filter multiplier of the detector CNN (1 = the SMD/SPD paper)"
+)
 _EPOCHS = typer.Option(10, "--epochs", help="detector training epochs (the SMD/SPD paper: 10)")
 _ATTACK_BATCH = typer.Option(250, "--attack-batch", help="images per attack batch")
 _PROGRESS = typer.Option(True, "--progress/--no-progress")
@@ -90,7 +92,7 @@ def _load_data(
 
 
 def _attack(name: str, model: torch.nn.Module) -> Any:
-    """The SMD/SPD paper's settings for its six attacks; any other registered attack with defaults."""
+    """The SMD/SPD paper's settings for its six attacks; other registered attacks with defaults."""
     from foveal.attacks import ATTACKS
     from foveal.detectors import SMD_SPD_SETTINGS, smd_spd_attack
 
@@ -290,7 +292,7 @@ def matrix_command(
     seed: int = _SEED,
     device: str = _DEVICE,
 ) -> None:
-    """Train each detector on each attack, test on all (the SMD/SPD paper, Fig. 2): table + heatmap."""
+    """Train each detector on each attack, test on all (SMD/SPD paper, Fig. 2): table + heatmap."""
     from foveal.detectors import generalization_matrix, generate_adversarial
 
     out = out or Path("runs") / f"detect-matrix-{data}"

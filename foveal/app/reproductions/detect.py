@@ -1,4 +1,5 @@
-"""Reproduction ``detect`` (the SMD/SPD paper): model-based saliency for detecting adversarial examples.
+"""Reproduction ``detect``: model-based saliency for detecting adversarial examples (the SMD/SPD
+paper, an anonymous ICLR 2020 submission).
 
 On ``digits`` (the built-in MNIST-like data, the SMD/SPD paper's first dataset) with the reference
 standard classifier: the learned real-time saliency model is trained on clean images only;
@@ -155,7 +156,8 @@ def _run(ctx: Context) -> list[Claim]:
     )
     ctx.section(
         "Attacks",
-        f"The SMD/SPD paper's attacks (Appendix B settings) on the reference standard `{data}` CNN, "
+        f"The SMD/SPD paper's attacks (Appendix B settings) on the reference standard `{data}` "
+        "CNN, "
         f"{len(xtr)} detector-training and {len(xte)} test images; the masking model was "
         f"trained on {p['mask_n']} other clean training images "
         f"({masker_seconds:.0f} s).\n\n"
@@ -250,7 +252,8 @@ def _run(ctx: Context) -> list[Claim]:
     ctx.section(
         "Detection accuracy (%) by training attack (Fig. 2)",
         f"Balanced detection accuracy at the detector's own decision (threshold 0) on "
-        f"{len(xte)} clean + {len(xte)} adversarial test images. Detector networks: the SMD/SPD paper's "
+        f"{len(xte)} clean + {len(xte)} adversarial test images. Detector networks: the SMD/SPD "
+        "paper's "
         f"Appendix A architecture at {p['width']} x its filters, dropout 0.6, Adam, "
         f"{p['epochs']} epochs of batches of 50 on {len(xtr)} clean + {len(xtr)} adversarial "
         "images. Heatmap: `{figures}/matrix.png`.\n\n"
@@ -468,10 +471,10 @@ def _plot_matrix(
     savefig(fig, ctx.figure("matrix"))
 
 
-EXPERIMENTS.register("detect", help="anonymous ICLR 2020 submission: SMD / SPD detectors vs ID / JSD, saliency shift")(
+EXPERIMENTS.register("detect", help="SMD / SPD detectors vs ID / JSD, saliency shift")(
     Experiment(
         name="detect",
-        seed="002",
+        cite="anonymous, ICLR 2020 submission",
         title="Model-based saliency for the detection of adversarial examples (SMD, SPD)",
         paper="Model-based saliency for the detection of adversarial examples (papers/002)",
         scales={

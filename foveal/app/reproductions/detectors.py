@@ -302,7 +302,8 @@ def _matrix_section(
         f"Classifier clean accuracy {r['clean_accuracy']:.3f}. Detectors trained on "
         f"{r['n_train']} clean + {r['n_train']} adversarial images per attack, tested on "
         f"{r['n_test']} clean + {r['n_test']} adversarial test images; detector CNN width "
-        f"{r['detector_width']} x the SMD/SPD paper's filters, {r['detector_epochs']} epochs (the SMD/SPD paper: "
+        f"{r['detector_width']} x the SMD/SPD paper's filters, {r['detector_epochs']} epochs "
+        "(the SMD/SPD paper: "
         "10 on 50,000+ images), batch 50, Adam, dropout 0.6. Entry: balanced detection accuracy "
         "at the detector's own threshold.",
         "",
@@ -343,7 +344,8 @@ def _matrix_section(
             lines.append(f"| {LABELS[tr]} | {LABELS[te]} | {cells} | {verdict} |")
     lines += [
         "",
-        f"**Saliency shift ({name}, the SMD/SPD paper, Table 1)**: RMS distance between learned saliency "
+        f"**Saliency shift ({name}, the SMD/SPD paper, Table 1)**: RMS distance between learned "
+        "saliency "
         "maps (predicted class) of a clean test image and its adversarial version, vs between "
         "two different clean images; two-sided Mann-Whitney U.",
         "",
@@ -433,7 +435,8 @@ def _stego_section(ctx: Context, st: dict[str, Any]) -> None:
                 f"{_f(row[other][f'detect_{label}']['tpr'])} |"
             )
     ctx.section(
-        "shapes at 96 pixels: steganalysis detection of I-FGM vs SAI-FGM (Dong et al. 2020, Table 2)",
+        "shapes at 96 pixels: steganalysis detection of I-FGM vs SAI-FGM "
+        "(Dong et al. 2020, Table 2)",
         "\n".join(lines),
     )
 
@@ -457,7 +460,8 @@ def _odds_section(ctx: Context, od: dict[str, Any]) -> None:
             f"{_f(v['detected_all'])} |"
         )
     ctx.section(
-        "shapes: odds-are-odd detection of PGD vs the perceptual ball (Elliott et al. 2019, Table 2)",
+        "shapes: odds-are-odd detection of PGD vs the perceptual ball "
+        "(Elliott et al. 2019, Table 2)",
         "\n".join(lines),
     )
 
@@ -483,16 +487,16 @@ READING = """\
 What holds and what does not at this scale (800 detector-training images per attack instead of
 the SMD/SPD paper's 50,000+; narrower detector networks; CPU):
 
-- **Saliency shift (the SMD/SPD paper, Table 1).** The Mann-Whitney test rejects "same distribution" for
-  every attack on both datasets (p < 1e-23). On `digits` the clean-vs-adversarial distances are
+- **Saliency shift (the SMD/SPD paper, Table 1).** The Mann-Whitney test rejects "same distribution"
+  for every attack on both datasets (p < 1e-23). On `digits` the clean-vs-adversarial distances are
   smaller than those between different images (P(adv > diff) 0.10-0.18), as in the paper's MNIST
   column (0.07-0.11 vs 0.13). On `shapes` only FGSM moves the maps further than a change of image
   (0.83); the small C&W / DeepFool perturbations (mean Linf 0.03-0.04) barely move them.
-- **SPD vs ID on C&W and DeepFool (the SMD/SPD paper, Fig. 2).** On `digits`, SPD trained on a weaker
-  attack (FGSM, BIM, MIM) detects C&W and DeepFool far better than ID (0.69-0.84 vs 0.50-0.55),
-  which is the paper's generalisation claim. Trained on C&W or DeepFool itself, SPD is level with
-  ID (0.85-0.87 vs 0.82-0.89) and JSD is best (0.90-0.93): the claim that SPD is best on these
-  attacks does not hold here. On `shapes` no detector learns C&W or DeepFool from 400 pairs
+- **SPD vs ID on C&W and DeepFool (the SMD/SPD paper, Fig. 2).** On `digits`, SPD trained on a
+  weaker attack (FGSM, BIM, MIM) detects C&W and DeepFool far better than ID (0.69-0.84 vs
+  0.50-0.55), which is the paper's generalisation claim. Trained on C&W or DeepFool itself, SPD is
+  level with ID (0.85-0.87 vs 0.82-0.89) and JSD is best (0.90-0.93): the claim that SPD is best on
+  these attacks does not hold here. On `shapes` no detector learns C&W or DeepFool from 400 pairs
   (every entry 0.47-0.54): the perturbations are a few grey levels on textured, noisy
   backgrounds, and SMD / SPD only see them through a saliency model trained on 2,000 images.
   `foveal reproduce detect` repeats the `digits` matrix with 1,000 pairs per attack
@@ -556,9 +560,9 @@ _ODDS = {"noise": ["n0.005", "s0.005", "u0.005"], "samples": 32}
 EXPERIMENTS.register("detectors", help="detectors at small scale: matrices, adaptive, stego, odds")(
     Experiment(
         name="detectors",
-        seed="002",
-        title="Detectors at small scale: SMD / SPD (anonymous, ICLR 2020 submission), steganalysis (Dong et al. 2020), "
-        "odds-are-odd (Elliott et al. 2019)",
+        cite="anonymous ICLR 2020 submission; Dong et al. 2020; Elliott et al. 2019",
+        title="Detectors at small scale: SMD / SPD (anonymous, ICLR 2020 submission), "
+        "steganalysis (Dong et al. 2020), odds-are-odd (Elliott et al. 2019)",
         paper="papers/002 (detection matrix, saliency shift, adaptive attacks), papers/001 "
         "(steganalysis), papers/004 (odds-are-odd)",
         scales={

@@ -1,8 +1,8 @@
 """PGD and the attacks inside its balls: ``pgd`` (Linf and L2 over the usual budgets of the
-literature around 8/255 and 0.5), ``autoattack`` (``full`` only; Redgrave & Czajka's (2024) budgets Linf 1, 2,
-4, 8 /255), ``sip`` (PGD with the salient pixels frozen, Redgrave & Czajka 2024) and ``perceptual`` (the
-perceptual ball of Elliott et al. 2019, Linf 8/255 with 20 L-BFGS steps). A cell's settings are its
-attack's arguments."""
+literature around 8/255 and 0.5), ``autoattack`` (``full`` only; Redgrave & Czajka's (2024) budgets
+Linf 1, 2, 4, 8 /255), ``sip`` (PGD with the salient pixels frozen, Redgrave & Czajka 2024) and
+``perceptual`` (the perceptual ball of Elliott et al. 2019, Linf 8/255 with 20 L-BFGS steps). A
+cell's settings are its attack's arguments."""
 
 from __future__ import annotations
 
