@@ -5,8 +5,9 @@ One interface (:class:`Detector`): ``fit(clean, adversarial)``, ``score(x) -> (N
 false-positive rate, ``save`` / :func:`load_detector` as safetensors + JSON. Registered
 detectors (:data:`DETECTORS`, ``foveal detect``):
 
-- ``id``, ``jsd``, ``smd``, ``spd``: the SMD/SPD paper's CNN detectors on the image, image + logit
-  Jacobian, learned saliency map, and salient pixels (map x image);
+- ``id``, ``jsd``, ``smd``, ``spd``: the CNN detectors of the SMD/SPD paper ("Model-based saliency
+  for the detection of adversarial examples", an anonymous ICLR 2020 submission) on the image,
+  image + logit Jacobian, learned saliency map, and salient pixels (map x image);
 - ``steganalysis``: SPAM-686 features + an ensemble of Fisher linear discriminants (as in
   Dong et al. 2020);
 - ``odds``: the odds-are-odd statistical test (the target of Elliott et al. 2019);
