@@ -10,8 +10,8 @@ median of the pair ratios is reported, so that ratios stay meaningful on a share
 - SAI-FGM against I-FGM (BIM, L2) with the same budget, per step; the superpixels and the CAM
   crop are computed once beforehand and passed as a ``Superpixel`` set (their one-time cost is
   timed separately);
-- the noise-vector gradient against the MAX / AVG pooled pixel-gradient variants (seed 001 reports
-  MAX / AVG ~30x slower than the noise gradient with its memory-heavy implementation);
+- the noise-vector gradient against the MAX / AVG pooled pixel-gradient variants (Dong et al. 2020
+  reports MAX / AVG ~30x slower than the noise gradient with its memory-heavy implementation);
 - the perceptual-ball attack (20 L-BFGS iterations) per image against PGD-20.
 
 Usage::

@@ -114,9 +114,10 @@ SAI_START: dict[str, Any] = {"random_start": True, "restarts": 2, "seed": 11}
 #: Per-attack opt-ins (attacks not listed use DEFAULT_KWARGS and every set).
 SPECS: dict[str, AttackSpec] = {
     "mim": AttackSpec(kwargs={"steps": 3, "mu": 0.9, "restarts": 2, "seed": 3}),
-    # saliency-guided attacks (seeds 000, 001, 004): the SA* family restricts a ball or a
-    # single-budget region set to its own superpixel subspace (sets with several non-zero
-    # budgets are refused; Grad-CAM crop: TinyNet has no GAP head for CAM; S = 3 on 8x8 images).
+    # saliency-guided attacks (Tong et al. 2020, Dong et al. 2020, Elliott et al. 2019): the SA*
+    # family restricts a ball or a single-budget region set to its own superpixel subspace (sets
+    # with several non-zero budgets are refused; Grad-CAM crop: TinyNet has no GAP head for CAM;
+    # S = 3 on 8x8 images).
     "dual": AttackSpec(kwargs={"steps": 3, "lam": 1.0, "restarts": 2, "seed": 11}),
     **{
         name: AttackSpec(

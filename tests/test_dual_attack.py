@@ -1,4 +1,4 @@
-"""Dual-perturbation attack (seed 000): PGD equivalence, per-region budgets, salience, EOT."""
+"""Dual-perturbation attack (Tong et al. 2020): PGD equivalence, region budgets, salience, EOT."""
 
 from __future__ import annotations
 

@@ -1,12 +1,12 @@
 """Acceptance checks of the saliency-guided attacks on a trained ``shapes`` model (slow).
 
-- SAI-FGM keeps the attack ability of I-FGM with the same L2 budget (seed 001, Table 1): white-box
-  success within 5 points. Seed 001's S = 5 is for 299-pixel images (~3,500 superpixels, S about
-  1.7% of the side); on 32-pixel ``shapes`` the same proportion is below one pixel, so S = 1, the
-  finest SLIC template (merging and the CAM crop still apply).
+- SAI-FGM keeps the attack ability of I-FGM with the same L2 budget (Dong et al. 2020, Table 1):
+  white-box success within 5 points. Dong et al.'s (2020) S = 5 is for 299-pixel images (~3,500
+  superpixels, S about 1.7% of the side); on 32-pixel ``shapes`` the same proportion is below one
+  pixel, so S = 1, the finest SLIC template (merging and the CAM crop still apply).
 - The dual attack (Linf 4/255 foreground + 20/255 background) lowers a standard model's accuracy
-  below PGD at 4/255 (seed 000).
-- A larger lambda gives a higher mean foreground score (seed 000, Fig. 3).
+  below PGD at 4/255 (Tong et al. 2020).
+- A larger lambda gives a higher mean foreground score (Tong et al. 2020, Fig. 3).
 """
 
 from __future__ import annotations

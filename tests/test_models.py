@@ -45,7 +45,7 @@ def test_resnet_small_input_stem() -> None:
     assert net.conv1.padding == (1, 1) and isinstance(net.maxpool, nn.Identity)
 
 
-def test_seed002_cnns_have_dropout_06() -> None:
+def test_smd_spd_cnns_have_dropout_06() -> None:
     for arch in ("cifar-cnn", "assira-cnn"):
         drops = [
             m for m in unwrap(foveal.models.create(arch)).modules() if isinstance(m, nn.Dropout)

@@ -1,4 +1,4 @@
-"""Perceptual-ball attack (seed 004): feasibility, best iterate, batching, saliency use."""
+"""Perceptual-ball attack (Elliott et al. 2019): feasibility, best iterate, batching, saliency."""
 
 from __future__ import annotations
 

@@ -66,7 +66,7 @@ def test_smoke_run_writes_page_and_resumes(name: str, tmp_path: Path) -> None:
     cells = [r for r in records if not r["key"].startswith(("train/", "machine@"))]
     assert again.cells_run == 0 and again.cells_cached == len(cells)
     assert [c.key for c in again.claims] == [chr(ord("a") + i) for i in range(len(again.claims))]
-    assert exp.seed in page
+    assert exp.cite in page
 
 
 def test_interrupted_run_resumes_to_the_uninterrupted_results(

@@ -1,4 +1,4 @@
-"""SA-FGM / SAI-FGM / M-SAI-FGM (seed 001) and the superpixel subspace they live in."""
+"""SA-FGM / SAI-FGM / M-SAI-FGM (Dong et al. 2020) and the superpixel subspace they live in."""
 
 from __future__ import annotations
 

@@ -15,8 +15,8 @@ Usage (familiar to torchattacks users)::
 ``ATTACKS`` maps names to classes (``ATTACKS.get("pgd")``); the CLI and the tests use it.
 
 Masked use of any attack needs no new class: restrict it to regions or freeze pixels through
-the set. PGD that never touches the salient pixels of a SIP mask (seed 003), or that perturbs
-only the object::
+the set. PGD that never touches the salient pixels of a SIP mask (Redgrave & Czajka 2024), or that
+perturbs only the object::
 
     from foveal.threats import frozen
     x_adv = PGD(model, eps=8 / 255)(x, y, threat=frozen(salient, 8 / 255))    # salient fixed
@@ -27,10 +27,10 @@ others refuse them. Such an attack implements its idea through the engine's hook
 ``threat_for`` and ``objective_for``, which see a frozen per-batch :class:`Context` (see
 :mod:`foveal.attacks.base`).
 
-Saliency-guided attacks: :class:`DualPerturbation` (seed 000: eps_F / eps_B and a salience
-term), :class:`SAFGM` / :class:`SAIFGM` / :class:`MSAIFGM` (seed 001: superpixel subspace cropped
-by CAM) and :class:`PerceptualBall` (seed 004: L-BFGS on margin + perceptual loss); see
-``docs/attacks.md``.
+Saliency-guided attacks: :class:`DualPerturbation` (Tong et al. 2020: eps_F / eps_B and a salience
+term), :class:`SAFGM` / :class:`SAIFGM` / :class:`MSAIFGM` (Dong et al. 2020: superpixel subspace
+cropped by CAM) and :class:`PerceptualBall` (Elliott et al. 2019: L-BFGS on margin + perceptual
+loss); see ``docs/attacks.md``.
 """
 
 from __future__ import annotations

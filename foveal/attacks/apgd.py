@@ -14,7 +14,7 @@ Auto-PGD (the paper's Algorithm 1) is PGD with momentum and a step size that ada
 
 Region-aware: ``ascent`` and ``P`` are the bound set's, and ``eta`` is a per-sample factor times
 the set's ``budget`` (the per-element radius), so the step is ``2 eps_r`` in each region ``r`` of
-a region budget (seed 000's dual set) and 0 on frozen pixels.
+a region budget (Tong et al.'s (2020) dual set) and 0 on frozen pixels.
 
 The DLR objective (:class:`DLR`, registered as objective ``"dlr"``): untargeted
 ``(max_{j != y} z_j - z_y) / (z_pi1 - z_pi3)``; targeted ``(z_t - max_{j != t} z_j) /

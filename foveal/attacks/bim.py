@@ -1,4 +1,4 @@
-"""BIM / I-FGSM (Kurakin et al., 2017) and its L2 form I-FGM (the baseline of seed 001).
+"""BIM / I-FGSM (Kurakin et al., 2017) and its L2 form I-FGM (the baseline of Dong et al. 2020).
 
 ``delta <- project(delta + alpha * ascent(grad))`` from zero, ``steps`` times. Linf steps are
 ``sign(grad)``; L2 steps are normalised gradients ``grad / ||grad||_2`` (per region), as in I-FGM.

@@ -1,4 +1,4 @@
-"""Dual-perturbation attack (seed 000, Eq. 3, Appendix A; EOT variant Eq. 9).
+"""Dual-perturbation attack (Tong et al. 2020, Eq. 3, Appendix A; EOT variant Eq. 9).
 
 ``max CE(h(x + delta), y) + lambda * S(x + delta)`` over the dual set
 ``{||delta o F||_p <= eps_F, ||delta o B||_p <= eps_B}`` intersected with the box, where ``F`` /
@@ -16,7 +16,7 @@ per region after masking it (``G(F o grad)``, ``G(B o grad)``), the step is per 
 - :class:`ExpectationOverNoise`, Eq. 9's expectation over Gaussian noise for randomised
   classifiers (the noise enters the objective only, never the returned images);
 - :class:`DualPerturbation`, PGD on the dual set with the objective ``CE + lambda * S``, the
-  masks taken from a masker on the fixation map (the half-range threshold of seed 000 by
+  masks taken from a masker on the fixation map (the half-range threshold of Tong et al. 2020 by
   default) or from ground-truth masks passed per call (``masks=``), and absolute per-region
   step sizes ``alpha_fg`` / ``alpha_bg``. It is PGD plus the engine's per-call hooks:
   ``prepare`` derives the foreground of the batch (into the call's context), ``threat_for``
@@ -162,15 +162,15 @@ class ExpectationOverNoise(Objective):
 
 @ATTACKS.register("dual", help="dual-perturbation PGD: eps_F / eps_B + lambda * foreground score")
 class DualPerturbation(PGD):
-    """Dual-perturbation attack of seed 000 (Linf or L2), with the salience term and EOT.
+    """Dual-perturbation attack of Tong et al. 2020 (Linf or L2), with the salience term and EOT.
 
     Args:
         model: classifier on [0,1] images returning logits.
         eps_fg: foreground budget eps_F (default 4/255).
         eps_bg: background budget eps_B (default 20/255).
         norm: ``"linf"`` (default) or ``"l2"``.
-        lam: weight lambda of the foreground score (default 1.0, seed 000's Linf setting; 0
-            removes the term).
+        lam: weight lambda of the foreground score (default 1.0, Tong et al.'s (2020) Linf setting;
+            0 removes the term).
         steps: iterations (default 10).
         alpha_fg, alpha_bg: absolute step sizes per region (give both or neither); default
             ``rel_alpha`` times each region's budget.

@@ -1,7 +1,7 @@
 """FGSM / FGM (Goodfellow et al., ICLR 2015): one step to the linear maximiser of the loss.
 
 ``delta = project(budget * ascent(grad))``: ``eps * sign(grad)`` for Linf, ``eps * grad /
-||grad||_2`` for L2 (FGM, seed 001's baseline), per region for region budgets.
+||grad||_2`` for L2 (FGM, Dong et al.'s (2020) baseline), per region for region budgets.
 """
 
 from __future__ import annotations

@@ -20,7 +20,7 @@ Linf sets project with one clamp either way.
 Step sizes: ``alpha`` is an absolute step (in the set's norm, the same in every region);
 otherwise the step is ``rel_alpha`` times each region's budget, so one setting serves a plain
 ball and a region budget with very different budgets (the per-region step sizes alpha_F, alpha_B
-of seed 000, Appendix A, in proportion to eps_F, eps_B).
+of Tong et al. 2020, Appendix A, in proportion to eps_F, eps_B).
 """
 
 from __future__ import annotations

@@ -3,8 +3,8 @@
 ``g <- mu * g + grad / ||grad||_1`` with the L1 norm taken per sample over C*H*W (never over the
 batch) and ``g`` reset at every call; the step is the set's ascent direction of ``g``
 (``sign(g)`` for Linf, ``g / ||g||_2`` per region for L2). The set's support is applied to the
-gradient before it is normalised. Defaults: 10 steps of ``eps / steps``, ``mu = 1``, zero start
-(REFERENCE 17). Unlike foolbox, the raw gradient is *not* accumulated unnormalised.
+gradient before it is normalised. Defaults: 10 steps of ``eps / steps``, ``mu = 1``, zero start,
+as in the paper. Unlike foolbox, the raw gradient is *not* accumulated unnormalised.
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Adversarial perturbations on the perceptual ball (seed 004, Eq. 1-4), by batched L-BFGS.
+"""Adversarial perturbations on the perceptual ball (Elliott et al. 2019, Eq. 1-4) by L-BFGS.
 
 Per image, minimise
 
@@ -7,8 +7,8 @@ Per image, minimise
 with ``M(x') = z_y(x') - max_{j != y} z_j(x')`` the logit margin of the true class (Eq. 1; for a
 targeted attack the margin of the target, aimed at ``-T``), ``C_l`` the activations of the
 chosen layers (hooked by name) and ``x'`` inside the perturbation set (default the Linf box
-8/255 intersected with [0,1], seed 004's detection setting). The squared differences are
-averaged over elements, as in the authors' code, so the weights do not depend on the image or
+8/255 intersected with [0,1], Elliott et al.'s (2019) detection setting). The squared differences
+are averaged over elements, as in the authors' code, so the weights do not depend on the image or
 layer size. Defaults follow the authors' example (``T = -2``) and the detection experiment
 (20 iterations, best iterate over all function evaluations returned).
 
@@ -71,7 +71,7 @@ def _remove(handles: list[Any]) -> None:
 
 @ATTACKS.register("perceptual", help="perceptual-ball attack: margin + feature + L2 loss, L-BFGS")
 class PerceptualBall(Attack):
-    """Perceptual-ball attack (seed 004): per-sample projected L-BFGS on Eq. 4.
+    """Perceptual-ball attack (Elliott et al. 2019): per-sample projected L-BFGS on Eq. 4.
 
     Args:
         model: classifier on [0,1] images returning logits.

@@ -2,8 +2,8 @@
 
 Default step ``2.5 * eps / steps`` (Madry et al.'s rule, ``rel_alpha = 2.5 / steps``), so the
 attack can cross the whole ball whatever the number of steps. Works with every perturbation set:
-``PGD(model)(x, y, threat=dual(mask, 4/255, 20/255))`` is dual-perturbation PGD (seed 000) and
-``threat=frozen(salient, 8/255)`` is the inner attack of SIP-AT (seed 003).
+``PGD(model)(x, y, threat=dual(mask, 4/255, 20/255))`` is dual-perturbation PGD (Tong et al. 2020)
+and ``threat=frozen(salient, 8/255)`` is the inner attack of SIP-AT (Redgrave & Czajka 2024).
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""SA-FGM, SAI-FGM and M-SAI-FGM (seed 001, section 3.3, Eq. 3-5).
+"""SA-FGM, SAI-FGM and M-SAI-FGM (Dong et al. 2020, section 3.3, Eq. 3-5).
 
 The perturbation lives in the superpixel subspace :class:`foveal.threats.Superpixel`: one value
 per superpixel (and colour channel) of a SLIC template merged at ``beta``, zero outside the
@@ -19,7 +19,7 @@ entry per cell:
   ``g_acc / ||f(g_acc)||_2``.
 
 ``gradient="max"`` / ``"avg"`` replace ``g`` by the largest-magnitude / mean pixel gradient of
-each cell (the ablation of seed 001, section 4.4), for comparison. The FGM / I-FGM / MI-FGM
+each cell (the ablation of Dong et al. 2020, section 4.4), for comparison. The FGM / I-FGM / MI-FGM
 baselines with the same L2 budget are :class:`~foveal.attacks.FGSM`, :class:`~foveal.attacks.BIM`
 and :class:`~foveal.attacks.MIM` with ``norm="l2"``.
 
@@ -77,7 +77,7 @@ _TINY = 1e-30
 
 
 def sai_budget(delta: float, shape: tuple[int, ...] | torch.Size) -> float:
-    """Seed 001's L2 budget ``delta * sqrt(C*H*W)`` in [0,1] units (``delta`` in 0-255 units).
+    """Dong et al.'s (2020) L2 budget ``delta * sqrt(C*H*W)`` in [0,1] units (``delta``: 0-255).
 
     Example:
         >>> round(sai_budget(4, (3, 32, 32)), 4)
@@ -98,11 +98,11 @@ class SuperpixelAttack(Attack):
         steps: iterations T (default 10; SA-FGM 1).
         alpha: step in pixel L2 units (default ``eps / steps``).
         mu: momentum decay (0: SAI-FGM, Eq. 4; > 0: M-SAI-FGM, Eq. 5; M-SAI-FGM default 1).
-        size: target superpixel side S in pixels (default 5, seed 001's best).
+        size: target superpixel side S in pixels (default 5, Dong et al.'s (2020) best).
         beta: merge threshold in 0-255 colour units (default 0: no merging).
         compactness: SLIC compactness (default 10).
         phi: binarisation factor of the attention map (default 4/12).
-        attention: ``"cam"`` (default, seed 001), ``"gradcam"``, a callable images -> maps
+        attention: ``"cam"`` (default, Dong et al. 2020), ``"gradcam"``, a callable images -> maps
             (N,1,H,W), or None (no crop).
         layer: layer name for CAM / Grad-CAM (default: the last conv block).
         channels: ``"per-channel"`` (default) or ``"shared"`` noise (see the module docstring).
@@ -288,8 +288,8 @@ class SuperpixelAttack(Attack):
             )
             return ValueError(
                 f"{name} cannot attack on {threat!r}: {what}, but Scale_eps scales the noise "
-                "vector onto one sphere of radius eps (seed 001, Eq. 3-4), so a set with several "
-                f"non-zero budgets has no single eps to scale to; {accepted}"
+                "vector onto one sphere of radius eps (Dong et al. 2020, Eq. 3-4), so a set with "
+                f"several non-zero budgets has no single eps to scale to; {accepted}"
             )
         return TypeError(
             f"threat must be a Superpixel set, an L2 / Linf ball or a single-budget region set "
@@ -391,7 +391,7 @@ class SuperpixelAttack(Attack):
 
 @ATTACKS.register("sai-fgm", help="SAI-FGM: iterative superpixel-guided attentional L2 attack")
 class SAIFGM(SuperpixelAttack):
-    """SAI-FGM (seed 001, Eq. 3-4): T steps on the superpixel noise vector, L2 budget.
+    """SAI-FGM (Dong et al. 2020, Eq. 3-4): T steps on the superpixel noise vector, L2 budget.
 
     See :class:`SuperpixelAttack` for the arguments (defaults: delta 4, T = 10,
     alpha = eps / T, S = 5, phi = 4/12, CAM attention, zero start). S = 5 suits the paper's

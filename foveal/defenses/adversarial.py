@@ -7,15 +7,19 @@ checkpoints, exact resume, Ctrl-C and ``torchrun`` all come from there):
 name       inner maximisation / outer loss
 ========== ======================================================================================
 madry      PGD on an Lp ball / cross-entropy on the adversarial images (Madry et al. 2018)
-trades     PGD on KL(p(x) || p(x')) from x + 0.001 N(0, I) / CE(x) + beta * KL (REFERENCE 1)
-fat        early-stopped PGD-K-tau (per-example counter, tau schedule) / CE (REFERENCE 2)
+trades     PGD on KL(p(x) || p(x')) from x + 0.001 N(0, I) / CE(x) + beta * KL (Zhang et al.,
+           ICML 2019)
+fat        early-stopped PGD-K-tau (per-example counter, tau schedule) / CE (Zhang et al., ICML
+           2020)
 part       PGD on a per-pixel eps map from Grad-CAM of the exact training batch: eps on
            important pixels (normalised CAM > mean + std), eps_low elsewhere; ``burn_in``
-           epochs of madry first (REFERENCE 3, without the reference code's mask misalignment)
-dual       AT-Dual (seed 000, Eq. 4): PGD on the dual set {foreground: eps_F, background: eps_B}
-           with the salience term off (lambda = 0, as in the seed's training runs); masks
+           epochs of madry first (Zhang et al., ICML 2024, without the reference code's mask
+           misalignment)
+dual       AT-Dual (Tong et al. 2020, Eq. 4): PGD on the dual set {foreground: eps_F, background:
+           eps_B} with the salience term off (lambda = 0, as in Tong et al.'s training runs); masks
            from the dataset or from a masker
-sip-h      SIP-AT (seed 003, Eq. 9): PGD with the salient pixels frozen; dataset (human) masks
+sip-h      SIP-AT (Redgrave & Czajka 2024, Eq. 9): PGD with the salient pixels frozen;
+           dataset (human) masks
 sip-s      SIP-AT with the top-k gradient-mass masks (Eq. 7-8) of a robust reference model
 ========== ======================================================================================
 
@@ -289,7 +293,7 @@ def _batch_masks(batch: dict[str, torch.Tensor], recipe: str) -> torch.Tensor:
 
 
 class DualRecipe(AdversarialRecipe):
-    """AT-Dual (seed 000, Eq. 4). ``masker(model, batch) -> (N,1,H,W)`` foreground masks;
+    """AT-Dual (Tong et al. 2020, Eq. 4). ``masker(model, batch) -> (N,1,H,W)`` foreground masks;
     default: the dataset's masks. ``eps`` is eps_F; ``eps_bg`` defaults to ``5 * eps``."""
 
     name = "dual"
@@ -317,7 +321,7 @@ class DualRecipe(AdversarialRecipe):
 
 
 class SipRecipe(AdversarialRecipe):
-    """SIP-AT (seed 003, Eq. 9): delta' = delta o (1 - M(x)).
+    """SIP-AT (Redgrave & Czajka 2024, Eq. 9): delta' = delta o (1 - M(x)).
 
     ``masker(model, batch)`` gives the salient masks M; default: the dataset's (human) masks
     (``sip-h``). :func:`top_k_masker` builds the ``sip-s`` masker from a robust model.
@@ -339,8 +343,9 @@ class SipRecipe(AdversarialRecipe):
 
 
 def top_k_masker(reference: nn.Module, *, fraction: float = 0.5) -> MaskFn:
-    """SIP-S masks (seed 003, Eq. 7-8): the smallest set of pixels holding ``fraction`` of the
-    input-gradient mass of the robust ``reference`` model, for the true label."""
+    """SIP-S masks (Redgrave & Czajka 2024, Eq. 7-8): the smallest set of pixels holding
+    ``fraction`` of the input-gradient mass of the robust ``reference`` model, for the true
+    label."""
     from foveal.saliency import Gradient, top_k_mass
 
     method = Gradient(reference)
@@ -353,8 +358,8 @@ def top_k_masker(reference: nn.Module, *, fraction: float = 0.5) -> MaskFn:
 
 
 class PartRecipe(AdversarialRecipe):
-    """PART (REFERENCE 3): important pixels (normalised Grad-CAM > mean + std) get ``eps``,
-    the rest ``eps_low``; the CAM is computed on the exact training batch, every step."""
+    """PART (Zhang et al., ICML 2024): important pixels (normalised Grad-CAM > mean + std) get
+    ``eps``, the rest ``eps_low``; the CAM is computed on the exact training batch, every step."""
 
     name = "part"
 

@@ -1,4 +1,4 @@
-"""Randomized smoothing (Cohen, Rosenfeld & Kolter 2019; REFERENCE 15) and noise training.
+"""Randomized smoothing (Cohen, Rosenfeld & Kolter, ICML 2019) and noise training.
 
 :class:`Smooth` wraps a base classifier ``f`` into ``g(x) = argmax_c P(f(x + e) = c)`` with
 ``e ~ N(0, sigma^2 I)`` added in [0,1] pixel space (before the model's own normalisation).

@@ -2,13 +2,13 @@
 
 Transforms (all keep shape and the [0,1] range):
 
-- ``resize``: down-sample by ``gamma`` and back (bilinear), seed 001's resizing defense;
+- ``resize``: down-sample by ``gamma`` and back (bilinear), Dong et al.'s (2020) resizing defense;
 - ``jpeg``: JPEG at quality ``q`` (Pillow's libjpeg encoder/decoder);
-- ``dnn-jpeg``: the DNN-oriented JPEG of feature distillation (REFERENCE 8), written here in
-  torch because no maintained package implements it: YCbCr without chroma subsampling, 8x8
+- ``dnn-jpeg``: the DNN-oriented JPEG of feature distillation (Liu et al., CVPR 2019), written
+  here in torch because no maintained package implements it: YCbCr without chroma subsampling, 8x8
   orthonormal DCT, a quantisation table that keeps the 15 lowest zig-zag frequencies (step 1)
   and quantises the rest with step ``1 + QS`` (QS = 40), libjpeg quality scaling;
-- ``tvm``: total-variation minimisation (Guo et al. 2018, REFERENCE 7): random pixel drop
+- ``tvm``: total-variation minimisation (Guo et al., ICLR 2018): random pixel drop
   (keep probability ``1 - p``) and the masked TV reconstruction
   ``argmin_z 1/2 ||X o (z - x)||^2 + lambda_TV * TV(z)`` solved per channel with the
   Chambolle-Pock primal-dual algorithm in torch (scikit-image's TV denoisers take no mask);
@@ -284,7 +284,7 @@ def masked_tv(
 
 @TRANSFORMS.register("tvm", help="random pixel drop + masked total-variation reconstruction")
 class TVM(_Transform):
-    """Total-variation minimisation with pixel drop rate ``p`` (REFERENCE 7).
+    """Total-variation minimisation with pixel drop rate ``p`` (Guo et al., ICLR 2018).
 
     The Bernoulli keep-mask is drawn per pixel and channel from ``seed`` (a fresh draw on each
     call unless a seed is given).

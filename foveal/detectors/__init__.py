@@ -5,13 +5,15 @@ One interface (:class:`Detector`): ``fit(clean, adversarial)``, ``score(x) -> (N
 false-positive rate, ``save`` / :func:`load_detector` as safetensors + JSON. Registered
 detectors (:data:`DETECTORS`, ``foveal detect``):
 
-- ``id``, ``jsd``, ``smd``, ``spd``: seed 002's CNN detectors on the image, image + logit
-  Jacobian, learned saliency map, and salient pixels (map x image);
-- ``steganalysis``: SPAM-686 features + an ensemble of Fisher linear discriminants (seed 001);
-- ``odds``: the odds-are-odd statistical test (seed 004's target);
+- ``id``, ``jsd``, ``smd``, ``spd``: the CNN detectors of the SMD/SPD paper ("Model-based saliency
+  for the detection of adversarial examples", an anonymous ICLR 2020 submission) on the image,
+  image + logit Jacobian, learned saliency map, and salient pixels (map x image);
+- ``steganalysis``: SPAM-686 features + an ensemble of Fisher linear discriminants (as in
+  Dong et al. 2020);
+- ``odds``: the odds-are-odd statistical test (the target of Elliott et al. 2019);
 - ``squeeze``: feature squeezing, a cheap baseline.
 
-Also: :class:`AdaptiveAttack` (seed 002, Algorithms 1-3, and a combined objective),
+Also: :class:`AdaptiveAttack` (the SMD/SPD paper, Algorithms 1-3, and a combined objective),
 :func:`adversarial_training` of detectors, :func:`saliency_shift` (L2 shift of saliency maps with
 a Mann-Whitney U test) and :func:`generalization_matrix` (train on one attack, test on all).
 
@@ -51,13 +53,13 @@ from foveal.detectors.cnn import (
 )
 from foveal.detectors.matrix import (
     ATTACK_LABELS,
-    SEED002_ATTACKS,
-    SEED002_SETTINGS,
+    SMD_SPD_ATTACKS,
+    SMD_SPD_SETTINGS,
     DetectionMatrix,
     detection_accuracy,
     generalization_matrix,
     generate_adversarial,
-    seed002_attack,
+    smd_spd_attack,
 )
 from foveal.detectors.networks import DetectorNet, auto_arch
 from foveal.detectors.odds import CORRECTION_NOISE, DETECTION_NOISE, OddsAreOdd, parse_noise
@@ -75,8 +77,8 @@ __all__ = [
     "CORRECTION_NOISE",
     "DETECTION_NOISE",
     "DETECTORS",
-    "SEED002_ATTACKS",
-    "SEED002_SETTINGS",
+    "SMD_SPD_ATTACKS",
+    "SMD_SPD_SETTINGS",
     "AdaptiveAttack",
     "AdversarialTrainingResult",
     "CNNDetector",
@@ -106,7 +108,7 @@ __all__ = [
     "parse_noise",
     "saliency_shift",
     "saliency_shift_of",
-    "seed002_attack",
+    "smd_spd_attack",
     "spam_features",
     "squeeze",
     "threshold_for_fpr",

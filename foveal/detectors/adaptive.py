@@ -1,5 +1,5 @@
-"""White-box attacks on the CNN detectors (seed 002, section 3.7, Algorithms 1-3) and detector
-adversarial training (seed 002, Table 3).
+"""White-box attacks on the CNN detectors (the SMD/SPD paper, section 3.7, Algorithms 1-3) and
+detector adversarial training (the SMD/SPD paper, Table 3).
 
 :class:`AdaptiveAttack` runs on foveal's attack engine (validation, the Linf set, projection,
 mode restoring and success bookkeeping come from :class:`~foveal.attacks.Attack`). Two modes:
@@ -8,8 +8,8 @@ mode restoring and success bookkeeping come from :class:`~foveal.attacks.Attack`
   ``x <- x + alpha sign(grad CE(f(x), y))`` on the images the classifier still gets right, then a
   detector step ``x <- x - alpha sign(grad d(x))`` on the images the detector still flags
   (``d`` is the detector's log-odds of "adversarial"), projecting onto the budget after each.
-  Seed 002 runs ``T = 5`` iterations, ``n`` times; here ``steps`` (T) x ``repeats`` (n). The
-  detector gradient is taken as in Algorithms 1-3 (``gradient="input"``: with respect to the
+  The SMD/SPD paper runs ``T = 5`` iterations, ``n`` times; here ``steps`` (T) x ``repeats`` (n).
+  The detector gradient is taken as in Algorithms 1-3 (``gradient="input"``: with respect to the
   detector's own input, broadcast over the colour channels for SMD) or through the whole
   pipeline including the masking model (``gradient="full"``, default; stronger, since the
   masking model is differentiable). See :meth:`~foveal.detectors.CNNDetector.input_gradient`.
@@ -17,11 +17,11 @@ mode restoring and success bookkeeping come from :class:`~foveal.attacks.Attack`
   negated log-odds, capped so that the classification term takes over once the detector is
   fooled with margin ``kappa``; :class:`DetectorEvasion` is an
   :class:`~foveal.attacks.Objective` term that any attack can use), climbed with sign steps
-  (Metzen et al.'s simultaneous variant, seed 002's Eq. 5, as an objective).
+  (Metzen et al.'s simultaneous variant, the SMD/SPD paper's Eq. 5, as an objective).
 
-Seed 002 bounds the white-box attack only by the pixel range; here the Linf budget ``eps`` of
-the engine bounds it too (seed 002's BIM/MIM budget 0.15 on MNIST by default), so it is a
-threat model that can be compared with the black-box attacks.
+The SMD/SPD paper bounds the white-box attack only by the pixel range; here the Linf budget ``eps``
+of the engine bounds it too (the SMD/SPD paper's BIM/MIM budget 0.15 on MNIST by default), so it is
+a threat model that can be compared with the black-box attacks.
 
 :func:`adversarial_training` alternates the attack and detector fitting: each round attacks the
 current detector on the clean training images and continues training it on clean versus
@@ -99,9 +99,9 @@ class AdaptiveAttack(Attack):
     Args:
         model: the classifier (taking [0,1] images, returning logits).
         detector: the fitted CNN detector to evade.
-        eps: Linf budget (default 0.15, seed 002's BIM budget on MNIST).
-        alpha: step size (default ``eps / 10``, seed 002's BIM step).
-        steps: T, iterations of the inner loop (default 5, seed 002).
+        eps: Linf budget (default 0.15, the SMD/SPD paper's BIM budget on MNIST).
+        alpha: step size (default ``eps / 10``, the SMD/SPD paper's BIM step).
+        steps: T, iterations of the inner loop (default 5, the SMD/SPD paper).
         repeats: n, repetitions of the inner loop (default 4).
         mode: ``"alternate"`` (Algorithms 1-3) or ``"combined"`` (one objective).
         gradient: ``"full"`` or ``"input"`` (Algorithms 1-3) detector gradient (alternate).
@@ -206,7 +206,7 @@ def evasion_report(
         ``misclassified`` (fraction of adversarial images misclassified), ``detected``
         (fraction flagged), ``evaded`` (misclassified and not flagged), ``clean_flagged``
         (false-positive rate on ``clean``), ``accuracy`` (detection accuracy on the balanced
-        set clean + adversarial, the quantity seed 002 reports) and ``auc`` (ROC AUC of the
+        set clean + adversarial, the quantity the SMD/SPD paper reports) and ``auc`` (ROC AUC of the
         scores, clean vs adversarial: threshold-free).
     """
     from sklearn.metrics import roc_auc_score
@@ -251,7 +251,7 @@ def adversarial_training(
     attack_kwargs: dict[str, Any] | None = None,
     successful_only: bool = True,
 ) -> AdversarialTrainingResult:
-    """Alternate the adaptive attack and detector fitting (seed 002, Table 3).
+    """Alternate the adaptive attack and detector fitting (the SMD/SPD paper, Table 3).
 
     Args:
         detector: a fitted CNN detector; trained further in place.

@@ -1,13 +1,14 @@
-"""CNN detectors of seed 002: ID, JSD, SMD and SPD (sections 3.4-3.5).
+"""CNN detectors of the SMD/SPD paper: ID, JSD, SMD and SPD (sections 3.4-3.5).
 
-Each trains the dataset's seed 002 CNN (:class:`~foveal.detectors.networks.DetectorNet`,
-dropout 0.6, Adam with its standard settings, 10 epochs of batches of 50) to separate clean
-(label 0) from adversarial (label 1) images, on a different input:
+Each trains the dataset's CNN from the SMD/SPD paper
+(:class:`~foveal.detectors.networks.DetectorNet`, dropout 0.6, Adam with its standard settings, 10
+epochs of batches of 50) to separate clean (label 0) from adversarial (label 1) images, on a
+different input:
 
 - ``id`` (image defense, Gong et al. 2017): the image itself;
-- ``jsd`` (Jacobian saliency defense, Zhang et al. 2018, as adapted by seed 002): the image
+- ``jsd`` (Jacobian saliency defense, Zhang et al. 2018, as adapted by the SMD/SPD paper): the image
   concatenated with the derivative of the predicted class's *logit* with respect to the image
-  (seed 002 uses the logits because the softmax derivative underflows);
+  (the SMD/SPD paper uses the logits because the softmax derivative underflows);
 - ``smd`` (saliency map defense): the learned real-time saliency map
   (:class:`~foveal.saliency.MaskingModel`, trained on clean images only) of the classifier's
   *predicted* class, so that no label leaks into the detector;
@@ -21,8 +22,8 @@ Gradients for the adaptive attacks (:mod:`foveal.detectors.adaptive`):
 :meth:`CNNDetector.input_gradient` gives the gradient of the log-odds with respect to the image
 either through the whole pipeline (``"full"``: through the masking model for SMD and SPD; the
 Jacobian channels of JSD are held constant, as their derivative is zero almost everywhere for a
-ReLU classifier) or as seed 002's Algorithms 1-3 take it (``"input"``: the gradient with respect
-to the detector's own input, broadcast over the colour channels for SMD and applied to the
+ReLU classifier) or as the SMD/SPD paper's Algorithms 1-3 take it (``"input"``: the gradient with
+respect to the detector's own input, broadcast over the colour channels for SMD and applied to the
 image unchanged for SPD).
 
 Checkpoints hold the detector network and, for SMD and SPD, the masking model it depends on; the
@@ -70,16 +71,17 @@ def _device_of(module: nn.Module | None) -> torch.device:
 
 
 class CNNDetector(Detector):
-    """Base of ID, JSD, SMD and SPD: a seed 002 CNN on a per-detector input.
+    """Base of ID, JSD, SMD and SPD: a CNN of the SMD/SPD paper on a per-detector input.
 
     Args:
         model: the classifier (taking [0,1] images); its predicted class selects the saliency
             map (SMD, SPD) or the logit (JSD). Optional for ID.
         arch: ``"auto"`` (per dataset, see :func:`~foveal.detectors.networks.auto_arch`),
             ``"mnist"``, ``"cifar"`` or ``"assira"``.
-        width: filter multiplier of the network (1.0 = seed 002).
-        dropout: dropout before every dense layer (0.6 = seed 002).
-        epochs, batch_size, lr: Adam training (seed 002: 10 epochs, batches of 50, lr 1e-3).
+        width: filter multiplier of the network (1.0 = the SMD/SPD paper).
+        dropout: dropout before every dense layer (0.6 = the SMD/SPD paper).
+        epochs, batch_size, lr: Adam training (the SMD/SPD paper: 10 epochs, batches of 50,
+            lr 1e-3).
         seed: seeds the initial weights, dropout and shuffling.
         device: where to train and score (default: the classifier's device, else CPU).
         progress: show a tqdm bar while training.
@@ -182,7 +184,7 @@ class CNNDetector(Detector):
 
         Args:
             images: (N,C,H,W) in [0,1].
-            mode: ``"full"`` (through the whole input pipeline) or ``"input"`` (seed 002,
+            mode: ``"full"`` (through the whole input pipeline) or ``"input"`` (the SMD/SPD paper,
                 Algorithms 1-3: the gradient w.r.t. the detector's own input, mapped onto the
                 image channels). See the module docstring.
         """
@@ -329,9 +331,9 @@ def _load_prefixed(
         raise ValueError(f"{error}: {exc}") from None
 
 
-@DETECTORS.register("id", help="ID: seed 002 CNN on the image (baseline)")
+@DETECTORS.register("id", help="ID: the SMD/SPD paper CNN on the image (baseline)")
 class ImageDetector(CNNDetector):
-    """ID: the seed 002 CNN on the image itself (Gong et al. 2017; seed 002's baseline).
+    """ID: the SMD/SPD paper's CNN on the image itself (Gong et al. 2017; that paper's baseline).
 
     Shape:
         images (N,C,H,W) in [0,1] -> scores (N,) (log-odds of "adversarial").
@@ -356,8 +358,8 @@ class ImageDetector(CNNDetector):
 class JacobianDetector(CNNDetector):
     """JSD: the image concatenated with ``d z_pred / d x`` (2C channels).
 
-    The derivative is that of the predicted class's logit (seed 002, section 3.5), computed per
-    image by autograd in eval mode.
+    The derivative is that of the predicted class's logit (the SMD/SPD paper, section 3.5), computed
+    per image by autograd in eval mode.
     """
 
     name = "jsd"
@@ -455,7 +457,7 @@ class SaliencyMapDetector(_SaliencyDetector):
 
 @DETECTORS.register("spd", help="SPD: salient pixels, learned map x image")
 class SalientPixelDetector(_SaliencyDetector):
-    """SPD: the salient pixels ``map * image`` (C channels), seed 002's proposal.
+    """SPD: the salient pixels ``map * image`` (C channels), the SMD/SPD paper's proposal.
 
     Args:
         model: the classifier.

@@ -1,14 +1,15 @@
-"""Per-attack detector training and cross-attack generalisation (seed 002, section 3.6, Fig. 2).
+"""Per-attack detector training and cross-attack generalisation (section 3.6 and Fig. 2 of the
+SMD/SPD paper, an anonymous ICLR 2020 submission).
 
 Each detector is trained on clean images and their adversarial versions under one attack
 (FGSM, BIM, MIM, C&W, DeepFool or JSMA; one adversarial image per clean image, whether or not
-the attack succeeded on it, as in seed 002) and tested on every attack. The entry (train
+the attack succeeded on it, as in the SMD/SPD paper) and tested on every attack. The entry (train
 attack, test attack) is the detection accuracy on the balanced test set of clean test images
 and their adversarial versions, at the detector's own decision threshold (log-odds 0), i.e.
-``(TPR + TNR) / 2``, the quantity seed 002 plots; the ROC AUC is kept beside it.
+``(TPR + TNR) / 2``, the quantity the SMD/SPD paper plots; the ROC AUC is kept beside it.
 
-:data:`SEED002_SETTINGS` holds the attacks' hyper-parameters from seed 002's Appendix B
-(MNIST / CIFAR-10 column) translated to foveal's attacks; :func:`seed002_attack` builds them.
+:data:`SMD_SPD_SETTINGS` holds the attacks' hyper-parameters from the SMD/SPD paper's Appendix B
+(MNIST / CIFAR-10 column) translated to foveal's attacks; :func:`smd_spd_attack` builds them.
 Departures, each measured on a ``digits`` mnist-cnn:
 
 - C&W keeps the paper's 3 binary-search steps but runs 100 Adam steps (cleverhans: 1000) with
@@ -18,7 +19,7 @@ Departures, each measured on a ``digits`` mnist-cnn:
   images here, 50 on 100%, with the same mean L2 size, as DeepFool stops at the boundary).
 - JSMA's "epsilon = 0.05" is read as the maximum fraction of modified features (``gamma``).
 
-Written by hand: the protocol is seed 002's; the pieces are foveal's attacks and detectors,
+Written by hand: the protocol is the SMD/SPD paper's; the pieces are foveal's attacks and detectors,
 scikit-learn's ``roc_auc_score`` and a matplotlib heatmap.
 """
 
@@ -43,27 +44,27 @@ from foveal.detectors.base import DETECTORS, Detector, create_detector
 
 __all__ = [
     "ATTACK_LABELS",
-    "SEED002_ATTACKS",
-    "SEED002_SETTINGS",
+    "SMD_SPD_ATTACKS",
+    "SMD_SPD_SETTINGS",
     "DetectionMatrix",
     "detection_accuracy",
     "generalization_matrix",
     "generate_adversarial",
-    "seed002_attack",
+    "smd_spd_attack",
 ]
 
 logger = logging.getLogger(__name__)
 
-#: The six black-box attacks of seed 002, in its order.
-SEED002_ATTACKS = ("fgsm", "bim", "mim", "cw", "deepfool", "jsma")
+#: The six black-box attacks of the SMD/SPD paper, in its order.
+SMD_SPD_ATTACKS = ("fgsm", "bim", "mim", "cw", "deepfool", "jsma")
 
 #: Display names.
 ATTACK_LABELS = {"fgsm": "FGSM", "bim": "BIM", "mim": "MIM", "cw": "C&W", "deepfool": "DF",
                  "jsma": "JSMA"}  # fmt: skip
 
-#: Seed 002, Appendix B (MNIST and CIFAR-10), as keywords of foveal's attacks (C&W and
+#: The SMD/SPD paper, Appendix B (MNIST and CIFAR-10), as keywords of foveal's attacks (C&W and
 #: DeepFool with the departures of the module docstring).
-SEED002_SETTINGS: dict[str, dict[str, Any]] = {
+SMD_SPD_SETTINGS: dict[str, dict[str, Any]] = {
     "fgsm": {"norm": "linf", "eps": 0.20},
     "bim": {"norm": "linf", "eps": 0.15, "alpha": 0.015, "steps": 10},
     "mim": {"norm": "linf", "eps": 0.15, "alpha": 0.015, "steps": 10, "mu": 1.0},
@@ -73,18 +74,18 @@ SEED002_SETTINGS: dict[str, dict[str, Any]] = {
 }
 
 
-def seed002_attack(name: str, model: nn.Module, **overrides: Any) -> Attack:
-    """A seed 002 attack by name with the Appendix B settings (keywords override them).
+def smd_spd_attack(name: str, model: nn.Module, **overrides: Any) -> Attack:
+    """An attack of the SMD/SPD paper by name with the Appendix B settings (keywords override them).
 
     Example:
         >>> import foveal
         >>> clf = foveal.models.create("mnist-cnn", in_channels=1)
-        >>> seed002_attack("bim", clf).eps
+        >>> smd_spd_attack("bim", clf).eps
         0.15
     """
-    if name not in SEED002_SETTINGS:
-        raise ValueError(f"attack must be one of {list(SEED002_SETTINGS)}; got {name!r}")
-    return ATTACKS.get(name)(model, **{**SEED002_SETTINGS[name], **overrides})
+    if name not in SMD_SPD_SETTINGS:
+        raise ValueError(f"attack must be one of {list(SMD_SPD_SETTINGS)}; got {name!r}")
+    return ATTACKS.get(name)(model, **{**SMD_SPD_SETTINGS[name], **overrides})
 
 
 def generate_adversarial(

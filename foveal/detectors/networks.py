@@ -1,7 +1,7 @@
-"""The binary CNNs of seed 002 (Appendix A), used by the ID, JSD, SMD and SPD detectors.
+"""The binary CNNs of the SMD/SPD paper (Appendix A), used by the ID, JSD, SMD and SPD detectors.
 
-Seed 002 builds every detector with "the same architecture (and hyper-parameters) as for the
-black-box image classifiers", one per dataset, with dropout 0.6 before every dense layer, ReLU
+The SMD/SPD paper builds every detector with "the same architecture (and hyper-parameters) as for
+the black-box image classifiers", one per dataset, with dropout 0.6 before every dense layer, ReLU
 activations and Adam. Three specifications, chosen per dataset (``arch="auto"`` picks from the
 images the detector is fitted on: grey images -> ``mnist``, colour images below 96 pixels ->
 ``cifar``, larger ones -> ``assira``):
@@ -50,7 +50,7 @@ ARCHS = ("mnist", "cifar", "assira")
 
 
 def auto_arch(channels: int, size: int) -> str:
-    """Seed 002's architecture for a dataset of ``channels`` x ``size`` x ``size`` images.
+    """The SMD/SPD paper's architecture for a dataset of ``channels`` x ``size`` x ``size`` images.
 
     Example:
         >>> auto_arch(1, 28), auto_arch(3, 32), auto_arch(3, 112)
@@ -66,7 +66,7 @@ def _scaled(filters: int, width: float) -> int:
 
 
 class DetectorNet(nn.Module):
-    """A seed 002 CNN with two outputs (clean, adversarial) and input standardisation.
+    """A CNN of the SMD/SPD paper with two outputs (clean, adversarial) and input standardisation.
 
     Args:
         arch: ``"mnist"``, ``"cifar"`` or ``"assira"``.

@@ -1,4 +1,4 @@
-"""The odds-are-odd statistical test (Roth, Kilcher & Hofmann, ICML 2019; REFERENCE 4).
+"""The odds-are-odd statistical test (Roth, Kilcher & Hofmann, ICML 2019).
 
 For an image with predicted class ``y`` and any other class ``z``, the logit difference
 ``f_{y,z}(x) = z_z(x) - z_y(x)`` (the paper's ``<w_z - w_y, phi(x)>``: the biases cancel in

@@ -1,4 +1,4 @@
-"""Saliency-shift statistics (seed 002, section 4.1, Table 1).
+"""Saliency-shift statistics (the SMD/SPD paper, section 4.1, Table 1).
 
 Do adversarial perturbations move the saliency map more than the difference between two
 natural images? For each clean image ``i`` with adversarial version ``a_i`` and another clean
@@ -8,9 +8,9 @@ image ``j = pi(i)`` (a random derangement, so no image is paired with itself):
 - ``different-image distances``: ``||s(x_i) - s(x_j)||``;
 
 and a two-sided Mann-Whitney U test (``scipy.stats.mannwhitneyu``) of whether both samples come
-from the same distribution (seed 002 uses the non-parametric test to avoid assuming normality).
-Distances are root-mean-square over the pixels (``||.||_2 / sqrt(H W)``, so that they do not
-depend on the image size; ``reduction="l2"`` gives the plain L2 norm).
+from the same distribution (the SMD/SPD paper uses the non-parametric test to avoid assuming
+normality). Distances are root-mean-square over the pixels (``||.||_2 / sqrt(H W)``, so that they do
+not depend on the image size; ``reduction="l2"`` gives the plain L2 norm).
 
 Written by hand around scipy: a few tensor reductions and one library call.
 """

@@ -1,4 +1,4 @@
-"""Feature squeezing (Xu, Evans & Qi, NDSS 2018; REFERENCE 9), a cheap baseline.
+"""Feature squeezing (Xu, Evans & Qi, NDSS 2018), a cheap baseline.
 
 Each squeezer removes detail an adversarial perturbation may rely on; the score of an image is
 ``max_s || softmax(f(x)) - softmax(f(s(x))) ||_1`` over the squeezers ``s``. Squeezers (strings,

@@ -1,5 +1,5 @@
 """Steganalysis detector: SPAM-686 features and an ensemble of Fisher linear discriminants
-(seed 001, section 4.2; Liu et al., CVPR 2019; REFERENCE 5).
+(Dong et al. 2020, section 4.2; Liu et al., CVPR 2019).
 
 SPAM (Pevny, Bas & Fridrich 2010), second order, ``T = 3``, computed from the *quantised* uint8
 image (perturbations below 1/255 vanish there, as they would in a saved image):
@@ -7,8 +7,8 @@ image (perturbations below 1/255 vanish there, as they would in a saved image):
 - along each of 8 directions ``d`` (right, left, down, up and the four diagonals), the
   differences ``D(p) = I(p) - I(p + d)`` are clipped to ``[-T, T]``;
 - the triples ``(D(p), D(p + d), D(p + 2d))`` are counted into a 7x7x7 matrix, normalised to sum
-  to 1 (the joint co-occurrence of REFERENCE 5; ``kind="transition"`` gives Pevny et al.'s
-  conditional transition probabilities ``P(D(p+2d) | D(p), D(p+d))`` instead);
+  to 1 (the joint co-occurrence, as in the sealwatch port of SPAM; ``kind="transition"`` gives
+  Pevny et al.'s conditional transition probabilities ``P(D(p+2d) | D(p), D(p+d))`` instead);
 - the 4 straight directions are averaged into 343 features and the 4 diagonal ones into another
   343: 686 per channel. A constant image has all differences 0, so each half is one-hot at the
   centre ``(T, T, T)`` (index 171) and sums to 1.

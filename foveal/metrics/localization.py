@@ -1,12 +1,13 @@
-"""Localisation metrics for saliency maps (Fong & Vedaldi 2017; seed 004, Table 1).
+"""Localisation metrics for saliency maps (Fong & Vedaldi 2017; Elliott et al. 2019, Table 1).
 
 - Threshold rules on a heatmap ``h`` (:func:`threshold_maps`): ``value`` keeps
   ``h - min >= alpha (max - min)`` (optionally after a square-root transform of the
   min-max-normalised map), ``mean`` keeps ``h >= alpha * mean(h)``, ``percent`` keeps the
   ``alpha`` fraction of highest pixels (rank-based).
 - Boxes (:func:`boxes_from_masks`): the bounding box of the largest 8-connected component
-  (seed 004) or of all surviving pixels (Fong & Vedaldi); ``(x0, y0, x1, y1)`` with ``x1``/``y1``
-  exclusive, the convention of :mod:`foveal.data`. An empty mask gives the empty box (0,0,0,0).
+  (Elliott et al. 2019) or of all surviving pixels (Fong & Vedaldi); ``(x0, y0, x1, y1)`` with
+  ``x1``/``y1`` exclusive, the convention of :mod:`foveal.data`. An empty mask gives the empty box
+  (0,0,0,0).
 - :func:`box_iou`; a prediction is correct when IoU >= 0.5; error = 1 - accuracy
   (:func:`localization_error`); :func:`localization_sweep` evaluates a grid of ``alpha`` and
   :func:`select_alpha` picks the best on a held-out split.
@@ -47,7 +48,7 @@ __all__ = [
 
 RULES = ("value", "mean", "percent")
 
-#: The alpha grids searched per rule (seed 004: value thresholds 0..1 in steps of 0.05).
+#: The alpha grids searched per rule (Elliott et al. 2019: value thresholds 0..1 in steps of 0.05).
 DEFAULT_ALPHAS: dict[str, tuple[float, ...]] = {
     "value": tuple(round(0.05 * i, 2) for i in range(21)),
     "mean": tuple(round(0.5 * i, 1) for i in range(11)),

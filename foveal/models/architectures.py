@@ -2,11 +2,11 @@
 
 - ``shapes-cnn``: a compact, fast CNN for the built-in ``shapes`` data (conv blocks, global
   average pooling, one linear layer, so CAM applies directly).
-- ``mnist-cnn``, ``cifar-cnn``, ``assira-cnn``: the three classifier CNNs of seed 002
+- ``mnist-cnn``, ``cifar-cnn``, ``assira-cnn``: the three classifier CNNs of the SMD/SPD paper
   (Appendix A: "Model-based saliency for the detection of adversarial examples"), with dropout
   0.6 before every dense layer. Convolutions are unpadded in the MNIST net (as the 8/6/3 kernel
   sizes imply) and ``same``-padded in the others.
-- ``resnet18``, ``resnet34``: torchvision ResNets with the small-input stem of seed 000
+- ``resnet18``, ``resnet34``: torchvision ResNets with the small-input stem of Tong et al. 2020
   (3x3 stride-1 first convolution, no max-pool), any number of classes.
 
 Every constructor takes ``num_classes`` and ``in_channels`` keywords and returns an
@@ -66,7 +66,7 @@ class ShapesCNN(nn.Module):
 
 
 class _PlainCNN(nn.Module):
-    """Sequential conv stack + dense head, the style of seed 002's Appendix A."""
+    """Sequential conv stack + dense head, the style of the SMD/SPD paper's Appendix A."""
 
     def __init__(
         self,
@@ -118,7 +118,7 @@ _DEFAULT_LAYERS["shapes-cnn"] = "features"
 
 
 class MnistCNN(nn.Module):
-    """Seed 002's MNIST classifier: conv 64 (k=8), conv 128 (k=6), conv 128 (k=3), dense 10.
+    """The SMD/SPD paper's MNIST CNN: conv 64 (k=8), conv 128 (k=6), conv 128 (k=3), dense 10.
 
     The paper's table lists each row as "2 x conv" but 8/6/3 kernels cannot be stacked twice
     unpadded on 28x28 inputs; the implementation it used (the cleverhans basic CNN) has one
@@ -140,7 +140,9 @@ class MnistCNN(nn.Module):
         return self.classifier(self.features(x))
 
 
-@ARCHITECTURES.register("mnist-cnn", help="seed 002 MNIST CNN (conv 64/k8, 128/k6, 128/k3)")
+@ARCHITECTURES.register(
+    "mnist-cnn", help="MNIST CNN of the SMD/SPD paper (conv 64/k8, 128/k6, 128/k3)"
+)
 def mnist_cnn(*, num_classes: int = 10, in_channels: int = 1, input_size: int = 28, **_: object):
     if input_size < 28:
         raise ValueError(f"mnist-cnn needs input_size >= 28; got {input_size}")
@@ -151,7 +153,9 @@ def mnist_cnn(*, num_classes: int = 10, in_channels: int = 1, input_size: int = 
 _DEFAULT_LAYERS["mnist-cnn"] = "features"
 
 
-@ARCHITECTURES.register("cifar-cnn", help="seed 002 CIFAR-10 CNN (32-32-63-63-128-128, dense 128)")
+@ARCHITECTURES.register(
+    "cifar-cnn", help="CIFAR-10 CNN of the SMD/SPD paper (32-32-63-63-128-128, dense 128)"
+)
 def cifar_cnn(*, num_classes: int = 10, in_channels: int = 3, input_size: int = 32, **_: object):
     convs: list[tuple[int, int] | str] = [
         (32, 3), (32, 3), (32, 3), (32, 3), "pool",
@@ -167,7 +171,9 @@ def cifar_cnn(*, num_classes: int = 10, in_channels: int = 3, input_size: int = 
 _DEFAULT_LAYERS["cifar-cnn"] = "features"
 
 
-@ARCHITECTURES.register("assira-cnn", help="seed 002 ASSIRA CNN (64-128-256-512, dense 256-256)")
+@ARCHITECTURES.register(
+    "assira-cnn", help="ASSIRA CNN of the SMD/SPD paper (64-128-256-512, dense 256-256)"
+)
 def assira_cnn(*, num_classes: int = 2, in_channels: int = 3, input_size: int = 112, **_: object):
     convs: list[tuple[int, int] | str] = [
         (64, 3), (64, 3), "pool", (128, 3), (128, 3), "pool",
@@ -186,7 +192,7 @@ def _small_input_resnet(depth: int, num_classes: int, in_channels: int) -> nn.Mo
     from torchvision.models import resnet18, resnet34
 
     net = (resnet18 if depth == 18 else resnet34)(weights=None, num_classes=num_classes)
-    # Seed 000: 3x3 stride-1 first convolution, padding 1, for small inputs; no max-pool.
+    # Tong et al. 2020: 3x3 stride-1 first convolution, padding 1, for small inputs; no max-pool.
     net.conv1 = nn.Conv2d(in_channels, 64, kernel_size=3, stride=1, padding=1, bias=False)
     net.maxpool = nn.Identity()
     return net

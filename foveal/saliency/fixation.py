@@ -1,6 +1,6 @@
 """Fixation prediction: where a human would look, as a density over pixels summing to 1.
 
-Seed 000 partitions images into foreground/background with a fixation-density model
+Tong et al. 2020 partitions images into foreground/background with a fixation-density model
 (DeepGaze II) and measures the foreground score as the density mass inside the foreground.
 DeepGaze's weights are not distributed through a package index, so they cannot be a default;
 two sources are offered instead:

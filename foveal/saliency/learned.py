@@ -1,17 +1,17 @@
-"""The learned real-time saliency model (Dabkowski & Gal 2017, as used by seed 002).
+"""The learned real-time saliency model (Dabkowski & Gal 2017, as used by the SMD/SPD paper).
 
 A small masking network predicts, in one forward pass, a mask ``m`` in [0,1] that keeps what
 a classifier needs to recognise class ``c``. It is trained against a frozen classifier on
-clean images with seed 002's objective (Eq. 2, the Dabkowski-Gal loss without its TV term):
+clean images with the SMD/SPD paper's objective (Eq. 2, the Dabkowski-Gal loss without its TV term):
 
     L(m) = a_coef * mean((m + 5e-4)^a_pow)           area: the mask is small
            - p_coef * log f_c(Phi(x, m))              preservation: kept pixels suffice
            + d_coef * f_c(Phi(x, 1 - m))^d_pow        destruction: removing them defeats f
-           (+ tv_coef * TV(m), off by default as in seed 002)
+           (+ tv_coef * TV(m), off by default as in the SMD/SPD paper)
 
 ``Phi(x, m) = m * x + (1 - m) * alt`` replaces the removed pixels by, per image with
 probability 1/2, a strong Gaussian blur of ``x`` or a random constant colour plus noise. The
-class is the classifier's prediction, at training and at test time (seed 002 uses the
+class is the classifier's prediction, at training and at test time (the SMD/SPD paper uses the
 predicted class at test time to avoid leaking the label; training on the prediction keeps
 the two consistent).
 
@@ -152,7 +152,7 @@ class MaskingModel(nn.Module):
 
 @dataclass(frozen=True)
 class MaskObjective:
-    """Seed 002's masking objective (see the module docstring), with its coefficients.
+    """The SMD/SPD paper's masking objective (see the module docstring), with its coefficients.
 
     Args:
         area_coef: weight of the area term (default 6.0: on ``shapes``, 1.0 lets the mask
@@ -161,7 +161,7 @@ class MaskObjective:
         preserve_coef: weight of ``-log f_c(Phi(x, m))`` (default 1.0).
         destroy_coef: weight of ``f_c(Phi(x, 1 - m))^destroy_power`` (default 2.0).
         destroy_power: exponent of the destruction term (default 1.0).
-        tv_coef: weight of the total variation of the mask (default 0, as seed 002).
+        tv_coef: weight of the total variation of the mask (default 0, as the SMD/SPD paper).
         blur_sigma: sigma of the blurred alternative, as a fraction of the image side
             (default 0.125).
     """

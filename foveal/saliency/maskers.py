@@ -4,10 +4,10 @@ Each rule is a function returning a float {0,1} mask of the map's shape, and a s
 returning :class:`Regions` (foreground, background) ready to become the regions of a
 perturbation set:
 
-- :func:`half_range` — seed 000: foreground = pixels above ``t = 0.5 (s_min + s_max)``.
-- :func:`binarize` — seed 001: min-max normalise each map to [0,1], keep ``m >= phi``.
-- :func:`top_k_mass` — seed 003 (Eq. 7-8): the smallest set of elements holding at least
-  half (``fraction``) of the total ``|map|`` mass.
+- :func:`half_range` — Tong et al. 2020: foreground = pixels above ``t = 0.5 (s_min + s_max)``.
+- :func:`binarize` — Dong et al. 2020: min-max normalise each map to [0,1], keep ``m >= phi``.
+- :func:`top_k_mass` — Redgrave & Czajka 2024 (Eq. 7-8): the smallest set of elements holding at
+  least half (``fraction``) of the total ``|map|`` mass.
 - :func:`percentile` — keep the ``percent``% highest elements (rank-based).
 - :class:`GroundTruthMasker` — dataset masks as regions.
 
@@ -124,7 +124,7 @@ class Regions:
 # ----------------------------------------------------------------------------- functions
 @torch.no_grad()
 def half_range(maps: torch.Tensor) -> torch.Tensor:
-    """Seed 000's partition: foreground where ``s > 0.5 (s_min + s_max)`` of each image.
+    """Tong et al.'s (2020) partition: foreground where ``s > 0.5 (s_min + s_max)`` of each image.
 
     A constant map has no pixel above its threshold: its foreground is empty.
 
@@ -143,12 +143,12 @@ def half_range(maps: torch.Tensor) -> torch.Tensor:
 
 @torch.no_grad()
 def binarize(maps: torch.Tensor, phi: float = 4 / 12) -> torch.Tensor:
-    """Seed 001's binarisation: normalise each map to [0,1] (min-max), keep ``m >= phi``.
+    """Dong et al.'s (2020) binarisation: normalise each map to [0,1] (min-max), keep ``m >= phi``.
 
     Args:
         maps: saliency maps (N,1,H,W) or (N,C,H,W).
-        phi: binarisation factor in [0,1] (seed 001's default 4/12). A constant map normalises
-            to 0, so its mask is all ones for ``phi = 0`` and empty otherwise.
+        phi: binarisation factor in [0,1] (Dong et al.'s (2020) default 4/12). A constant map
+            normalises to 0, so its mask is all ones for ``phi = 0`` and empty otherwise.
 
     Example:
         >>> binarize(torch.tensor([[[[2.0, 3.0, 4.0, 6.0]]]]), phi=0.5)
@@ -166,8 +166,8 @@ def binarize(maps: torch.Tensor, phi: float = 4 / 12) -> torch.Tensor:
 
 @torch.no_grad()
 def top_k_mass(maps: torch.Tensor, fraction: float = 0.5) -> torch.Tensor:
-    """Seed 003 Eq. 7-8: the smallest set of elements whose ``|map|`` holds >= ``fraction``
-    of the total mass of each image.
+    """Redgrave & Czajka 2024, Eq. 7-8: the smallest set of elements whose ``|map|`` holds >=
+    ``fraction`` of the total mass of each image.
 
     Elements are taken in decreasing order of ``|map|`` (ties by position), so the chosen
     set of size k holds the largest mass of any set of size k, and k is the smallest size
@@ -244,9 +244,9 @@ class Masker(abc.ABC):
         """The {0,1} foreground mask of ``maps``."""
 
 
-@MASKERS.register("half-range", help="seed 000: s > 0.5 (s_min + s_max) per image")
+@MASKERS.register("half-range", help="Tong et al. 2020: s > 0.5 (s_min + s_max) per image")
 class HalfRange(Masker):
-    """Seed 000's half-range threshold (see :func:`half_range`)."""
+    """Tong et al.'s (2020) half-range threshold (see :func:`half_range`)."""
 
     def mask(self, maps: torch.Tensor) -> torch.Tensor:
         return half_range(maps)
@@ -255,9 +255,9 @@ class HalfRange(Masker):
         return "HalfRange()"
 
 
-@MASKERS.register("binarize", help="seed 001: min-max normalise, keep m >= phi")
+@MASKERS.register("binarize", help="Dong et al. 2020: min-max normalise, keep m >= phi")
 class Binarize(Masker):
-    """Seed 001's binarisation at ``phi`` (see :func:`binarize`).
+    """Dong et al.'s (2020) binarisation at ``phi`` (see :func:`binarize`).
 
     Args:
         phi: binarisation factor in [0,1] (default 4/12).
@@ -273,9 +273,9 @@ class Binarize(Masker):
         return f"Binarize(phi={self.phi:g})"
 
 
-@MASKERS.register("top-k-mass", help="seed 003: smallest set holding half the mass")
+@MASKERS.register("top-k-mass", help="Redgrave & Czajka 2024: smallest set holding half the mass")
 class TopKMass(Masker):
-    """Seed 003's top-k mass rule (see :func:`top_k_mass`).
+    """Redgrave & Czajka's (2024) top-k mass rule (see :func:`top_k_mass`).
 
     Args:
         fraction: mass fraction (default 0.5).

@@ -1,8 +1,8 @@
-"""Foreground score (seed 000): the fixation-density mass that falls inside the foreground.
+"""Foreground score (Tong et al. 2020): the fixation-density mass that falls inside the foreground.
 
 ``S(x) = sum_{i in F} s_i(x) / sum_i s_i(x)`` with ``s`` a fixation density (DeepGaze II in
-seed 000; :class:`foveal.saliency.SpectralResidual` or any :class:`DensityModel` here) and ``F``
-the foreground mask. A score well above the foreground's area fraction means human-like
+Tong et al. 2020; :class:`foveal.saliency.SpectralResidual` or any :class:`DensityModel` here) and
+``F`` the foreground mask. A score well above the foreground's area fraction means human-like
 attention concentrates on the object. Written here (a masked, batched sum); with a
 differentiable density it is differentiable in the image, which the dual-perturbation attack
 uses when it maximises ``CE + lambda * S(x + delta)``.

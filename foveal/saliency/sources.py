@@ -1,9 +1,9 @@
 """Saliency sources that are not explanations of a classifier's gradient.
 
 - :class:`GroundTruth` — dataset foreground masks used as saliency maps: the "human" masks
-  of SIP-H (seed 003) and the oracle of every localisation benchmark.
+  of SIP-H (Redgrave & Czajka 2024) and the oracle of every localisation benchmark.
 - :class:`PerturbationMagnitude` — the per-pixel magnitude of an adversarial perturbation
-  ``x_adv - x`` (seed 004: the perturbation of a successful attack concentrates on the
+  ``x_adv - x`` (Elliott et al. 2019: the perturbation of a successful attack concentrates on the
   object). Takes a ready ``x_adv`` or any callable ``attack(x, y) -> x_adv`` (e.g. an attack of
   :mod:`foveal.attacks`, which sits above this package and is never imported here).
 - :class:`CenterBaseline` — a centred Gaussian blob that ignores the image: the baseline that
@@ -139,7 +139,7 @@ class GroundTruth(SaliencyMethod):
 
 @METHODS.register("perturbation", help="per-pixel magnitude of an adversarial perturbation")
 class PerturbationMagnitude(SaliencyMethod):
-    """Saliency as the magnitude of an adversarial perturbation (seed 004).
+    """Saliency as the magnitude of an adversarial perturbation (Elliott et al. 2019).
 
     Args:
         model: the classifier (for the predicted class when ``target`` is None).

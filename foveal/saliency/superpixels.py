@@ -1,4 +1,4 @@
-"""Superpixel partitions: SLIC plus merging of similar neighbours (seed 001).
+"""Superpixel partitions: SLIC plus merging of similar neighbours (Dong et al. 2020).
 
 Uses scikit-image for both steps: ``skimage.segmentation.slic`` for the template, then a
 region-adjacency graph of mean colours (``skimage.graph.rag_mean_color``) cut at ``beta``
@@ -7,8 +7,8 @@ mean colours are closer than ``beta``. What is written here is the batching (a p
 for large batches, in-process for small ones), the choice of ``n_segments`` from a target
 superpixel size, and the contiguous relabelling.
 
-Units: ``beta`` is a Euclidean distance between mean RGB colours in 0-255 units (as seed 001,
-whose ablation uses beta in {0, 2, 4}); for grey images, in 0-255 grey levels.
+Units: ``beta`` is a Euclidean distance between mean RGB colours in 0-255 units (as Dong et al.
+2020, whose ablation uses beta in {0, 2, 4}); for grey images, in 0-255 grey levels.
 ``compactness`` is SLIC's (colour in CIELAB for 3-channel images, 10 by default).
 """
 
@@ -93,7 +93,7 @@ def slic_superpixels(
 
     Args:
         images: (N,C,H,W) in [0,1] (C = 3 is segmented in CIELAB; other C as is).
-        size: target superpixel side S in pixels (>= 1; seed 001 uses 2-8).
+        size: target superpixel side S in pixels (>= 1; Dong et al. 2020 uses 2-8).
         compactness: SLIC's colour/space trade-off (default 10).
         beta: merge threshold, Euclidean distance of mean colours in 0-255 units (default 0:
             no merging).

@@ -7,9 +7,10 @@ to stay inside (``project``) and how to check (``contains``). A :class:`Threat` 
 the geometry for that batch (see :mod:`foveal.threats.base` for why binding is explicit).
 
 Sets: :class:`Linf`, :class:`L2`, :class:`RegionBudget` (with :func:`dual` for the
-foreground/background set of seed 000 and :func:`frozen` for SIP-AT's frozen salient pixels) and
-:class:`EpsMap` (PART's per-pixel budget) and :class:`Superpixel` (seed 001's superpixel
-subspace: delta constant per superpixel, zero outside a crop, in an L2 or Linf ball). Every set
+foreground/background set of Tong et al. 2020 and :func:`frozen` for SIP-AT's frozen salient
+pixels) and :class:`EpsMap` (PART's per-pixel budget) and :class:`Superpixel` (Dong et al.'s
+(2020) superpixel subspace: delta constant per superpixel, zero outside a crop, in an L2 or Linf
+ball). Every set
 is intersected with the box ``0 <= x + delta <= 1`` and projected onto exactly.
 
 :data:`BUILDERS` makes the set of a batch from the batch and a few options

@@ -4,8 +4,8 @@ Two classes implement every set in :mod:`foveal.threats`:
 
 - :class:`BoundLinfMap`: ``|delta| <= eps_map`` element-wise and ``0 <= x + delta <= 1``. An
   Linf ball (scalar or per-sample eps), a per-pixel eps map (PART), Linf region budgets (the dual
-  set of seed 000) and frozen pixels (SIP-AT, budget 0) are all eps maps. Both constraints are
-  boxes, so their intersection is the box ``[max(-eps, -x), min(eps, 1 - x)]`` and the exact
+  set of Tong et al. 2020) and frozen pixels (SIP-AT, budget 0) are all eps maps. Both constraints
+  are boxes, so their intersection is the box ``[max(-eps, -x), min(eps, 1 - x)]`` and the exact
   projection is one clamp with bounds computed once at bind time.
 - :class:`BoundL2Regions`: one L2 ball per region of a partition (a single region covering the
   image is the plain L2 ball), intersected with the box. The regions are disjoint, so the

@@ -11,8 +11,10 @@ set                               geometry
 ``RegionBudget(..., "linf")``     eps map ``sum_r eps_r * mask_r`` -> clamp
 ``RegionBudget(..., "l2")``       one L2 ball per region -> exact projection per region
 ``EpsMap(eps_map)``               per-pixel Linf budget (PART) -> clamp
-``dual(mask, eps_fg, eps_bg)``    region budget {foreground: eps_F, background: eps_B} (seed 000)
-``frozen(mask, eps)``             region budget {free: eps, frozen: 0} (SIP-AT, seed 003 Eq. 9)
+``dual(mask, eps_fg, eps_bg)``    region budget {foreground: eps_F, background: eps_B} (Tong et al.
+                                  2020)
+``frozen(mask, eps)``             region budget {free: eps, frozen: 0} (SIP-AT, Redgrave & Czajka
+                                  2024, Eq. 9)
 ================================  ==========================================================
 
 Budgets (``eps``) are a number or a per-sample tensor (N,); all must be finite and >= 0.
@@ -308,7 +310,7 @@ class RegionBudget(Threat):
 
 
 def dual(mask: torch.Tensor, eps_fg: EpsLike, eps_bg: EpsLike, norm: str = "linf") -> RegionBudget:
-    """The dual-perturbation set of seed 000: ``eps_fg`` on the foreground, ``eps_bg`` elsewhere.
+    """Tong et al.'s (2020) dual-perturbation set: ``eps_fg`` on the foreground, else ``eps_bg``.
 
     Args:
         mask: foreground mask (N,1,H,W) or (N,C,H,W) in {0,1}.

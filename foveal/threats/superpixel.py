@@ -1,4 +1,4 @@
-"""The superpixel subspace of seed 001: delta constant inside every superpixel, zero outside a crop.
+"""Dong et al.'s (2020) superpixel subspace: delta constant per superpixel, zero outside a crop.
 
 A :class:`Superpixel` set is the intersection of three constraints:
 

@@ -1,11 +1,11 @@
 """``foveal detect``: train, evaluate and cross-test adversarial-example detectors.
 
 ``foveal detect train --model CKPT --data digits --detector spd --attack fgsm --out DIR`` trains
-one detector on clean training images and their adversarial versions (seed 002's attack
+one detector on clean training images and their adversarial versions (the SMD/SPD paper's attack
 settings) and saves it; ``foveal detect eval --detector DIR --model CKPT --attack cw,deepfool``
 tests it on attacked test images; ``foveal detect matrix --model CKPT --data digits`` trains ID,
 JSD, SMD and SPD on each of FGSM, BIM, MIM, C&W, DeepFool and JSMA, tests each on all, and
-writes ``matrix.json``, ``matrix.md`` and the heatmap ``matrix.png`` (seed 002, Fig. 2).
+writes ``matrix.json``, ``matrix.md`` and the heatmap ``matrix.png`` (the SMD/SPD paper, Fig. 2).
 
 The detectors that need the learned saliency model (``needs_masker``: SMD and SPD) take
 ``--masker DIR`` (from ``foveal saliency train-mask``), or one is trained here on the clean
@@ -40,8 +40,10 @@ _MASK_EPOCHS = typer.Option(3, "--mask-epochs", help="epochs of the masking mode
 _MASK_STEPS = typer.Option(
     None, "--mask-steps", help="steps of the masking model (overrides epochs)"
 )
-_WIDTH = typer.Option(1.0, "--width", help="filter multiplier of the detector CNN (1 = seed 002)")
-_EPOCHS = typer.Option(10, "--epochs", help="detector training epochs (seed 002: 10)")
+_WIDTH = typer.Option(
+    1.0, "--width", help="filter multiplier of the detector CNN (1 = the SMD/SPD paper)"
+)
+_EPOCHS = typer.Option(10, "--epochs", help="detector training epochs (the SMD/SPD paper: 10)")
 _ATTACK_BATCH = typer.Option(250, "--attack-batch", help="images per attack batch")
 _PROGRESS = typer.Option(True, "--progress/--no-progress")
 _SEED = typer.Option(0, "--seed", help="data and detector seed")
@@ -90,13 +92,13 @@ def _load_data(
 
 
 def _attack(name: str, model: torch.nn.Module) -> Any:
-    """Seed 002's settings for its six attacks; any other registered attack with defaults."""
+    """The SMD/SPD paper's settings for its six attacks; other registered attacks with defaults."""
     from foveal.attacks import ATTACKS
-    from foveal.detectors import SEED002_SETTINGS, seed002_attack
+    from foveal.detectors import SMD_SPD_SETTINGS, smd_spd_attack
 
     try:
-        if name in SEED002_SETTINGS:
-            return seed002_attack(name, model)
+        if name in SMD_SPD_SETTINGS:
+            return smd_spd_attack(name, model)
         return ATTACKS.get(name)(model)
     except (ValueError, TypeError) as exc:
         fail(str(exc))
@@ -290,7 +292,7 @@ def matrix_command(
     seed: int = _SEED,
     device: str = _DEVICE,
 ) -> None:
-    """Train each detector on each attack, test on all (seed 002, Fig. 2): table + heatmap."""
+    """Train each detector on each attack, test on all (SMD/SPD paper, Fig. 2): table + heatmap."""
     from foveal.detectors import generalization_matrix, generate_adversarial
 
     out = out or Path("runs") / f"detect-matrix-{data}"

@@ -32,7 +32,7 @@ def reproduce_command(
     if list_ or name is None:
         for key in EXPERIMENTS.names():
             exp = EXPERIMENTS.get(key)
-            typer.echo(f"{key:<12} seed {exp.seed}  {EXPERIMENTS.help(key)}")
+            typer.echo(f"{key:<12} {EXPERIMENTS.help(key)} ({exp.cite})")
         if name is None and not list_:
             typer.echo("\nrun one with: foveal reproduce NAME")
         return

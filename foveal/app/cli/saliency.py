@@ -5,7 +5,7 @@
 ``foveal saliency train-mask --model CKPT --data shapes --out DIR`` trains the learned
 real-time masking model against the classifier and saves it.
 ``foveal explain --model CKPT --data shapes --methods gradcam,gradient,...`` runs the
-localisation benchmark of seed 004 (Table 1) on a dataset with boxes.
+localisation benchmark of Elliott et al. 2019 (Table 1) on a dataset with boxes.
 """
 
 from __future__ import annotations
@@ -376,7 +376,7 @@ def explain_command(
     seed: int = _SEED,
     device: str = _DEVICE,
 ) -> None:
-    """Localisation benchmark (seed 004, Table 1): error of value / percent / mean thresholds.
+    """Localisation benchmark (Elliott et al. 2019, Table 1): value / percent / mean thresholds.
 
     For each method and rule, alpha is chosen on --n-tune training images (value: square-root
     transform, alpha in 0..1 step 0.05; percent: top 5..100%; mean: 0..5 x mean), the largest

@@ -2,9 +2,10 @@
 
 The suite (per model): clean accuracy; PGD Linf and L2 over an eps grid; the dual-perturbation
 attack over an eps_F x eps_B grid and a lambda sweep with the foreground score of its examples
-(seed 000); SAI-FGM vs I-FGM over the delta grid, plain and after each input transform
-(gray-box, seed 001); PGD with the salient pixels frozen (SIP, seed 003); the perceptual ball
-(seed 004); optionally AutoAttack, transfer from surrogate models and detection rates.
+(Tong et al. 2020); SAI-FGM vs I-FGM over the delta grid, plain and after each input transform
+(gray-box, Dong et al. 2020); PGD with the salient pixels frozen (SIP, Redgrave & Czajka 2024); the
+perceptual ball (Elliott et al. 2019); optionally AutoAttack, transfer from surrogate models and
+detection rates.
 
 Each kind of cell is a :class:`Family` (:mod:`~foveal.app.evaluation.family`; the built-in ones
 in :mod:`~foveal.app.evaluation.families`). The rest: :mod:`~foveal.app.evaluation.config` (the

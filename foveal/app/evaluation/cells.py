@@ -4,8 +4,8 @@ Every attack cell records (:func:`attack_record`) ``accuracy`` (robust accuracy)
 ``clean_accuracy``; ``success_rate`` (the fraction of the correctly classified clean images that
 the attack turns into errors; None when there are none); ``norms`` (mean and max size of the
 perturbation per region); ``foreground_score`` / ``foreground_score_clean`` (mean
-fixation-density mass inside the foreground, seed 000: the attack's own, else the data's masks,
-else the half-range fixation masks); ``correct`` (per image ``"1"`` if still classified
+fixation-density mass inside the foreground, Tong et al. 2020: the attack's own, else the data's
+masks, else the half-range fixation masks); ``correct`` (per image ``"1"`` if still classified
 correctly) and, with detectors, ``detection`` (the fraction flagged: all, and those that fool).
 
 Attacks run batch by batch through :func:`foveal.batching.map_batches`, seeded with the run's

@@ -56,7 +56,8 @@ class Experiment:
     """A reproduction: parameters per scale and the function that computes its claims."""
 
     name: str
-    seed: str
+    #: the paper by author and year, e.g. ``"Tong et al. 2020"``
+    cite: str
     title: str
     paper: str
     scales: dict[str, dict[str, Any]]
@@ -229,7 +230,7 @@ def render_page(repro: Reproduction, sections: list[tuple[str, str]], figures_re
     lines = [
         f"# {kind} `{exp.name}`: {exp.title}",
         "",
-        f"Paper: {exp.paper} (seed {exp.seed}).",
+        f"Paper: {exp.paper} ({exp.cite}).",
         "",
     ]
     if exp.summary:
@@ -281,7 +282,7 @@ def claims_json(repro: Reproduction) -> dict[str, Any]:
     exp = repro.experiment
     return {
         "name": exp.name,
-        "seed": exp.seed,
+        "cite": exp.cite,
         "title": exp.title,
         "scale": repro.scale,
         "machine": repro.machine or machine(),
@@ -305,7 +306,7 @@ def render_index(summaries: list[dict[str, Any]]) -> str:
         "",
     ]
     rows = []
-    for s in sorted(summaries, key=lambda d: d["seed"]):
+    for s in sorted(summaries, key=lambda d: d["name"]):
         for c in s["claims"]:
             rows.append(
                 [
@@ -317,11 +318,13 @@ def render_index(summaries: list[dict[str, Any]]) -> str:
                 ]
             )
     lines.append(table(["experiment", "claim", "paper", "ours", "holds?"], rows))
-    lines += ["", "| experiment | seed | scale | compute (min) | of which training | machine |",
+    lines += ["", "| experiment | paper | scale | compute (min) | of which training | machine |",
               "|---|---|---|---|---|---|"]  # fmt: skip
-    for s in sorted(summaries, key=lambda d: d["seed"]):
+    for s in sorted(summaries, key=lambda d: d["name"]):
+        # older summaries name the paper under "seed"
+        cite = s.get("cite", s.get("seed", ""))
         lines.append(
-            f"| [{s['name']}]({s['name']}.md) | {s['seed']} | {s['scale']} | "
+            f"| [{s['name']}]({s['name']}.md) | {cite} | {s['scale']} | "
             f"{s['compute_minutes']:.1f} | {s['training_minutes']:.1f} | {s['machine']} |"
         )
     held = sum(1 for s in summaries for c in s["claims"] if c["holds"] is True)

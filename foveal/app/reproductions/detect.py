@@ -1,8 +1,9 @@
-"""Reproduction ``detect`` (seed 002): model-based saliency for detecting adversarial examples.
+"""Reproduction ``detect``: model-based saliency for detecting adversarial examples (the SMD/SPD
+paper, an anonymous ICLR 2020 submission).
 
-On ``digits`` (the built-in MNIST-like data, seed 002's first dataset) with the reference
+On ``digits`` (the built-in MNIST-like data, the SMD/SPD paper's first dataset) with the reference
 standard classifier: the learned real-time saliency model is trained on clean images only;
-seed 002's attacks (Appendix B settings) are run on held-out training and test images; the
+the SMD/SPD paper's attacks (Appendix B settings) are run on held-out training and test images; the
 saliency shift they cause is tested with a Mann-Whitney U test (Table 1); the CNN detectors ID,
 JSD, SMD and SPD (Appendix A networks, narrower) are trained on one attack and tested on all
 (Fig. 2) for the training attacks the claims need; SPD is attacked white-box (Algorithm 2)
@@ -29,7 +30,7 @@ from foveal.batching import map_batches
 LABELS = {"fgsm": "FGSM", "bim": "BIM", "mim": "MIM", "cw": "C&W", "deepfool": "DF",
           "jsma": "JSMA"}  # fmt: skip
 DETECTORS = ("id", "jsd", "smd", "spd")
-#: Seed 002's iterative / optimisation attacks, "stronger" than single-step FGSM.
+#: The SMD/SPD paper's iterative / optimisation attacks, "stronger" than single-step FGSM.
 STRONGER = ("bim", "mim", "cw", "deepfool")  # JSMA (L0) is reported, not counted: see Fig. 2
 SMALL = ("cw", "deepfool")
 
@@ -93,19 +94,19 @@ def attack_sets(
     cell_prefix: str = "",
     overrides: dict[str, dict[str, Any]] | None = None,
 ) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor], dict[str, Any]]:
-    """Seed 002's attacks (Appendix B settings, ``overrides`` per attack) on the
+    """The SMD/SPD paper's attacks (Appendix B settings, ``overrides`` per attack) on the
     detector-training and test images: ``(train images, test images, info)`` by attack.
 
     Each attack is one cell (``{cell_prefix}attack/{name}``: success rates as fractions, mean
     sizes, time, settings); its images are kept in ``store`` (recomputed if a cached cell's
     images were lost).
     """
-    from foveal.detectors import generate_adversarial, seed002_attack
+    from foveal.detectors import generate_adversarial, smd_spd_attack
 
     extra = overrides or {}
 
     def run(name: str) -> dict[str, Any]:
-        atk = seed002_attack(name, clf, **extra.get(name, {}))
+        atk = smd_spd_attack(name, clf, **extra.get(name, {}))
         start = time.perf_counter()
         res: dict[str, Any] = {}
         advs = {}
@@ -155,7 +156,8 @@ def _run(ctx: Context) -> list[Claim]:
     )
     ctx.section(
         "Attacks",
-        f"Seed 002's attacks (Appendix B settings) on the reference standard `{data}` CNN, "
+        f"The SMD/SPD paper's attacks (Appendix B settings) on the reference standard `{data}` "
+        "CNN, "
         f"{len(xtr)} detector-training and {len(xte)} test images; the masking model was "
         f"trained on {p['mask_n']} other clean training images "
         f"({masker_seconds:.0f} s).\n\n"
@@ -250,7 +252,8 @@ def _run(ctx: Context) -> list[Claim]:
     ctx.section(
         "Detection accuracy (%) by training attack (Fig. 2)",
         f"Balanced detection accuracy at the detector's own decision (threshold 0) on "
-        f"{len(xte)} clean + {len(xte)} adversarial test images. Detector networks: seed 002's "
+        f"{len(xte)} clean + {len(xte)} adversarial test images. Detector networks: the SMD/SPD "
+        "paper's "
         f"Appendix A architecture at {p['width']} x its filters, dropout 0.6, Adam, "
         f"{p['epochs']} epochs of batches of 50 on {len(xtr)} clean + {len(xtr)} adversarial "
         "images. Heatmap: `{figures}/matrix.png`.\n\n"
@@ -468,10 +471,10 @@ def _plot_matrix(
     savefig(fig, ctx.figure("matrix"))
 
 
-EXPERIMENTS.register("detect", help="seed 002: SMD / SPD detectors vs ID / JSD, saliency shift")(
+EXPERIMENTS.register("detect", help="SMD / SPD detectors vs ID / JSD, saliency shift")(
     Experiment(
         name="detect",
-        seed="002",
+        cite="anonymous, ICLR 2020 submission",
         title="Model-based saliency for the detection of adversarial examples (SMD, SPD)",
         paper="Model-based saliency for the detection of adversarial examples (papers/002)",
         scales={
@@ -519,7 +522,7 @@ EXPERIMENTS.register("detect", help="seed 002: SMD / SPD detectors vs ID / JSD, 
         run=_run,
         summary=(
             "The reference standard CNN on `digits` (28 px, grey) is attacked and its "
-            "adversarial examples detected; ID / JSD / SMD / SPD are seed 002's detectors."
+            "adversarial examples detected; ID / JSD / SMD / SPD are the SMD/SPD paper's detectors."
         ),
     )
 )

@@ -5,14 +5,14 @@ last finished section):
 
 - ``digits`` / ``shapes``: a classifier from the zoo (``detectors`` entries: mnist-cnn on
   ``digits``, shapes-cnn on 32-pixel ``shapes``), the learned masking model on clean training
-  images, seed 002's attacks on held-out training and test images, the ID / JSD / SMD / SPD
+  images, the SMD/SPD paper's attacks on held-out training and test images, the ID / JSD / SMD / SPD
   generalisation matrix and the Mann-Whitney U test of the saliency shift per attack;
 - ``adaptive`` (``digits``): white-box attacks on ID / SMD / SPD before and after detector
-  adversarial training (seed 002, section 3.7, Table 3);
+  adversarial training (the SMD/SPD paper, section 3.7, Table 3);
 - ``stego``: ``shapes`` at 96 pixels, I-FGM vs SAI-FGM at the same L2 budget, detection by the
-  steganalysis detector trained per attack (seed 001, Table 2);
+  steganalysis detector trained per attack (Dong et al. 2020, Table 2);
 - ``odds``: odds-are-odd on the 32-pixel ``shapes`` classifier, PGD vs the perceptual-ball
-  attack at Linf 8/255 (seed 004, Table 2);
+  attack at Linf 8/255 (Elliott et al. 2019, Table 2);
 - ``speed``: SPD throughput (saliency model included) and the odds-are-odd cost per image,
   relative to one classifier forward pass (wall-clock, so not reproducible to the digit).
 
@@ -302,7 +302,8 @@ def _matrix_section(
         f"Classifier clean accuracy {r['clean_accuracy']:.3f}. Detectors trained on "
         f"{r['n_train']} clean + {r['n_train']} adversarial images per attack, tested on "
         f"{r['n_test']} clean + {r['n_test']} adversarial test images; detector CNN width "
-        f"{r['detector_width']} x seed 002's filters, {r['detector_epochs']} epochs (seed 002: "
+        f"{r['detector_width']} x the SMD/SPD paper's filters, {r['detector_epochs']} epochs "
+        "(the SMD/SPD paper: "
         "10 on 50,000+ images), batch 50, Adam, dropout 0.6. Entry: balanced detection accuracy "
         "at the detector's own threshold.",
         "",
@@ -343,7 +344,8 @@ def _matrix_section(
             lines.append(f"| {LABELS[tr]} | {LABELS[te]} | {cells} | {verdict} |")
     lines += [
         "",
-        f"**Saliency shift ({name}, seed 002 Table 1)**: RMS distance between learned saliency "
+        f"**Saliency shift ({name}, the SMD/SPD paper, Table 1)**: RMS distance between learned "
+        "saliency "
         "maps (predicted class) of a clean test image and its adversarial version, vs between "
         "two different clean images; two-sided Mann-Whitney U.",
         "",
@@ -359,7 +361,7 @@ def _matrix_section(
         )
     _plot(ctx, name, r)
     lines += ["", f"![{name} detection matrix]({{figures}}/{name}-matrix.png)"]
-    ctx.section(f"{name}: detection matrix (seed 002, Fig. 2)", "\n".join(lines))
+    ctx.section(f"{name}: detection matrix (the SMD/SPD paper, Fig. 2)", "\n".join(lines))
 
 
 def _plot(ctx: Context, name: str, r: dict[str, Any]) -> None:
@@ -374,7 +376,7 @@ def _adaptive_section(ctx: Context, ad: dict[str, Any]) -> None:
     lines = [
         "Detectors trained on FGSM (as in the matrix above). White-box attack: Linf "
         f"{st['eps']}, step {st['alpha']}, T = {st['steps']} x n = {st['repeats']} alternations "
-        "(classifier step, then detector step) on the test images; `input` = seed 002's "
+        "(classifier step, then detector step) on the test images; `input` = the SMD/SPD paper's "
         "Algorithms 2-3 (gradient w.r.t. the detector's input), `full` = through the masking "
         "model, `combined` = one objective CE + detector evasion. Adversarial training: "
         f"{ad['rounds']} rounds (attack the training images, {ad['epochs_per_round']} more epochs "
@@ -404,7 +406,7 @@ def _adaptive_section(ctx: Context, ad: dict[str, Any]) -> None:
                 f"{_f(v['detected'])} | {_f(v['misclassified'])} | {_f(v['evaded'])} |"
             )
     ctx.section(
-        "digits: adaptive white-box attacks and detector adversarial training (seed 002, "
+        "digits: adaptive white-box attacks and detector adversarial training (the SMD/SPD paper, "
         "section 3.7, Table 3)",
         "\n".join(lines),
     )
@@ -433,7 +435,8 @@ def _stego_section(ctx: Context, st: dict[str, Any]) -> None:
                 f"{_f(row[other][f'detect_{label}']['tpr'])} |"
             )
     ctx.section(
-        "shapes at 96 pixels: steganalysis detection of I-FGM vs SAI-FGM (seed 001, Table 2)",
+        "shapes at 96 pixels: steganalysis detection of I-FGM vs SAI-FGM "
+        "(Dong et al. 2020, Table 2)",
         "\n".join(lines),
     )
 
@@ -457,7 +460,8 @@ def _odds_section(ctx: Context, od: dict[str, Any]) -> None:
             f"{_f(v['detected_all'])} |"
         )
     ctx.section(
-        "shapes: odds-are-odd detection of PGD vs the perceptual ball (seed 004, Table 2)",
+        "shapes: odds-are-odd detection of PGD vs the perceptual ball "
+        "(Elliott et al. 2019, Table 2)",
         "\n".join(lines),
     )
 
@@ -481,34 +485,34 @@ def _speed_section(ctx: Context, sp: dict[str, Any]) -> None:
 
 READING = """\
 What holds and what does not at this scale (800 detector-training images per attack instead of
-seed 002's 50,000+; narrower detector networks; CPU):
+the SMD/SPD paper's 50,000+; narrower detector networks; CPU):
 
-- **Saliency shift (seed 002, Table 1).** The Mann-Whitney test rejects "same distribution" for
-  every attack on both datasets (p < 1e-23). On `digits` the clean-vs-adversarial distances are
+- **Saliency shift (the SMD/SPD paper, Table 1).** The Mann-Whitney test rejects "same distribution"
+  for every attack on both datasets (p < 1e-23). On `digits` the clean-vs-adversarial distances are
   smaller than those between different images (P(adv > diff) 0.10-0.18), as in the paper's MNIST
   column (0.07-0.11 vs 0.13). On `shapes` only FGSM moves the maps further than a change of image
   (0.83); the small C&W / DeepFool perturbations (mean Linf 0.03-0.04) barely move them.
-- **SPD vs ID on C&W and DeepFool (seed 002, Fig. 2).** On `digits`, SPD trained on a weaker
-  attack (FGSM, BIM, MIM) detects C&W and DeepFool far better than ID (0.69-0.84 vs 0.50-0.55),
-  which is the paper's generalisation claim. Trained on C&W or DeepFool itself, SPD is level with
-  ID (0.85-0.87 vs 0.82-0.89) and JSD is best (0.90-0.93): the claim that SPD is best on these
-  attacks does not hold here. On `shapes` no detector learns C&W or DeepFool from 400 pairs
+- **SPD vs ID on C&W and DeepFool (the SMD/SPD paper, Fig. 2).** On `digits`, SPD trained on a
+  weaker attack (FGSM, BIM, MIM) detects C&W and DeepFool far better than ID (0.69-0.84 vs
+  0.50-0.55), which is the paper's generalisation claim. Trained on C&W or DeepFool itself, SPD is
+  level with ID (0.85-0.87 vs 0.82-0.89) and JSD is best (0.90-0.93): the claim that SPD is best on
+  these attacks does not hold here. On `shapes` no detector learns C&W or DeepFool from 400 pairs
   (every entry 0.47-0.54): the perturbations are a few grey levels on textured, noisy
   backgrounds, and SMD / SPD only see them through a saliency model trained on 2,000 images.
   `foveal reproduce detect` repeats the `digits` matrix with 1,000 pairs per attack
   ([reproductions/detect.md](../reproductions/detect.md)) with the same outcome.
-- **Adaptive attacks and detector adversarial training (seed 002, Table 3).** The white-box
+- **Adaptive attacks and detector adversarial training (the SMD/SPD paper, Table 3).** The white-box
   attack takes every detector from 0.71-1.00 detection accuracy on FGSM to 0.37-0.56 (SPD 0.99
   -> 0.51, SMD 0.71 -> 0.37): the claim that it lowers SMD / SPD detection holds. In each round
   of detector adversarial training the refitted SPD flags 88-97% of that round's white-box
   training images, but a fresh white-box attack on the retrained detector evades it again
   (0.43): SPD does not recover at this scale, unlike the paper's 0.18 -> 0.79 on MNIST. For ID
   and SPD the attack only pushes the scores below the decision threshold (AUC 0.72-0.99).
-- **Steganalysis (seed 001, Table 2).** At 96 pixels SAI-FGM changes 15% of the uint8 pixels
+- **Steganalysis (Dong et al. 2020, Table 2).** At 96 pixels SAI-FGM changes 15% of the uint8 pixels
   against 78% for I-FGM at the same L2 budget and is detected less often (detection accuracy 0.56
   vs 0.68); the claim holds. The `sai` reproduction measures it on 600 images with and without
   merging.
-- **Odds-are-odd (seed 004, Table 2).** The test flags 99% of PGD examples and 73% of
+- **Odds-are-odd (Elliott et al. 2019, Table 2).** The test flags 99% of PGD examples and 73% of
   perceptual-ball examples at the same Linf budget (5% false positives on clean images): the
   perceptual ball is detected less often, the claim holds, though less strongly than in the
   paper.
@@ -556,9 +560,9 @@ _ODDS = {"noise": ["n0.005", "s0.005", "u0.005"], "samples": 32}
 EXPERIMENTS.register("detectors", help="detectors at small scale: matrices, adaptive, stego, odds")(
     Experiment(
         name="detectors",
-        seed="002",
-        title="Detectors at small scale: SMD / SPD (seed 002), steganalysis (seed 001), "
-        "odds-are-odd (seed 004)",
+        cite="anonymous ICLR 2020 submission; Dong et al. 2020; Elliott et al. 2019",
+        title="Detectors at small scale: SMD / SPD (anonymous, ICLR 2020 submission), "
+        "steganalysis (Dong et al. 2020), odds-are-odd (Elliott et al. 2019)",
         paper="papers/002 (detection matrix, saliency shift, adaptive attacks), papers/001 "
         "(steganalysis), papers/004 (odds-are-odd)",
         scales={

@@ -1,8 +1,8 @@
-"""Reproduction ``dual`` (seed 000): dual-perturbation attacks and AT-Dual on ``shapes``.
+"""Reproduction ``dual`` (Tong et al. 2020): dual-perturbation attacks and AT-Dual on ``shapes``.
 
 Models: the reference standard, Madry-AT (Linf 8/255) and AT-Dual (4/255 foreground, 20/255
-background) CNNs of :mod:`foveal.app.zoo`. Foregrounds are the dataset's exact object masks (seed
-000 uses fixation-model masks on real images; ``shapes`` has the ground truth).
+background) CNNs of :mod:`foveal.app.zoo`. Foregrounds are the dataset's exact object masks
+(Tong et al. 2020 use fixation-model masks on real images; ``shapes`` has the ground truth).
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from foveal.saliency import ForegroundScore
 from foveal.threats import L2, dual
 
 EPS_F = 4 / 255
-EPS_B = 20 / 255  # 5 eps_F, as seed 000
+EPS_B = 20 / 255  # 5 eps_F, as Tong et al. 2020
 MODELS = {"standard": "standard", "AT-PGD (Madry)": "madry", "AT-Dual": "dual"}
 
 
@@ -105,7 +105,8 @@ def _run(ctx: Context) -> list[Claim]:
             f"(gap {gap_a:.1f} points)",
             gap_a >= 10.0,
             "'much higher' = at least 10 points. The dual attack here is PGD on the dual set "
-            "(lambda = 0, the strongest variant for accuracy); seed 000's Fig. 4-5 use lambda = 1.",
+            "(lambda = 0, the strongest variant for accuracy); Tong et al.'s (2020) Fig. 4-5 use "
+            "lambda = 1.",
         ),
         Claim(
             "b",
@@ -226,12 +227,12 @@ def _plot_gradients(ctx: Context, models: dict[str, Any], data: Any) -> None:
     savefig(fig, ctx.figure("gradients"))
 
 
-EXPERIMENTS.register("dual", help="seed 000: dual-perturbation attacks and AT-Dual")(
+EXPERIMENTS.register("dual", help="dual-perturbation attacks and AT-Dual")(
     Experiment(
         name="dual",
-        seed="000",
+        cite="Tong et al. 2020",
         title="Towards Unsuspicious (dual-perturbation) attacks and AT-Dual",
-        paper="Tong et al., dual-perturbation attacks (papers/000)",
+        paper="Towards robustness against unsuspicious adversarial examples (papers/000)",
         scales={
             "default": {
                 "n": 500,

@@ -1,4 +1,5 @@
-"""Reproduction ``perceptual`` (seed 004): adversarial perturbations on the perceptual ball.
+"""Reproduction ``perceptual``: adversarial perturbations on the perceptual ball (Elliott, Law &
+Russell 2019).
 
 The perceptual-ball attack (L-BFGS on a margin, a perceptual term and an L2 term, inside an
 Linf box) against PGD at the same budget on the standard ``shapes`` CNN: detection by the
@@ -62,8 +63,8 @@ def _run(ctx: Context) -> list[Claim]:
             if pm <= gc
             else "on `shapes` one object of uniform colour fills 15-50% of a textured image: "
             "Grad-CAM of a GAP network finds it directly, while the perturbation also spreads "
-            "over the object's edges and the background texture (seed 004 compares on ImageNet "
-            "with a VGG/ResNet).",
+            "over the object's edges and the background texture (Elliott et al. 2019 compare on "
+            "ImageNet with a VGG/ResNet).",
         )
     )
     _cone_plots(ctx, model, data, attacks, p)
@@ -174,10 +175,10 @@ def _cone_plots(ctx: Context, model: Any, data: Any, attacks: dict[str, Any], p:
     savefig(fig, ctx.figure("cones"))
 
 
-EXPERIMENTS.register("perceptual", help="seed 004: perceptual-ball attack, odds-are-odd, saliency")(
+EXPERIMENTS.register("perceptual", help="perceptual-ball attack, odds-are-odd, saliency")(
     Experiment(
         name="perceptual",
-        seed="004",
+        cite="Elliott et al. 2019",
         title="Adversarial perturbations on the perceptual ball",
         paper="Adversarial perturbations on the perceptual ball (papers/004)",
         scales={

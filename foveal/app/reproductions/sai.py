@@ -1,14 +1,14 @@
-"""Reproduction ``sai`` (seed 001): superpixel-guided attentional attacks on ``shapes``.
+"""Reproduction ``sai`` (Dong et al. 2020): superpixel-guided attentional attacks on ``shapes``.
 
 SAI-FGM against I-FGM with the same L2 budget ``delta * sqrt(N)``: white-box success, gray-box
-success after each input transform of seed 001 section 4.3, black-box transfer from a surrogate
-CNN, the HILL texture statistic of foreground vs background, and the detection rate by
+success after each input transform of Dong et al. 2020 section 4.3, black-box transfer from a
+surrogate CNN, the HILL texture statistic of foreground vs background, and the detection rate by
 steganalysis (:mod:`foveal.app.reproductions.stego`, at 96 pixels).
 
-Scale: seed 001's superpixel size S = 5 is for 299-pixel images; on 32-pixel ``shapes`` the same
-proportion is below one pixel, so S = 1 (the finest SLIC template; merging and the CAM crop still
-apply). HILL (Li et al. 2014) is written here with scipy's filters (no maintained package offers
-it without pulling in a steganography toolkit).
+Scale: Dong et al.'s (2020) superpixel size S = 5 is for 299-pixel images; on 32-pixel ``shapes``
+the same proportion is below one pixel, so S = 1 (the finest SLIC template; merging and the CAM crop
+still apply). HILL (Li et al. 2014) is written here with scipy's filters (no maintained package
+offers it without pulling in a steganography toolkit).
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ from foveal.attacks import BIM, SAIFGM, sai_budget
 from foveal.batching import predict
 from foveal.defenses.transforms import make_transform
 
-#: Seed 001's gray-box transforms, at one setting each (the paper sweeps them).
+#: Dong et al.'s (2020) gray-box transforms, at one setting each (the paper sweeps them).
 TRANSFORMS: dict[str, tuple[str, dict[str, Any]]] = {
     "resize (gamma = 2)": ("resize", {"gamma": 0.5}),
     "JPEG q = 55": ("jpeg", {"quality": 55}),
@@ -144,8 +144,8 @@ def _run(ctx: Context) -> list[Claim]:
             ""
             if not losses
             else "on 32-pixel images one superpixel is about one pixel (S = 1), so SAI-FGM's "
-            "perturbation is barely smoother than I-FGM's; seed 001's advantage comes from "
-            "smooth patches spanning many pixels of 299-pixel images.",
+            "perturbation is barely smoother than I-FGM's; Dong et al.'s (2020) advantage comes "
+            "from smooth patches spanning many pixels of 299-pixel images.",
         ),
         _steganalysis_claim(ctx),
         Claim(
@@ -264,10 +264,10 @@ def _plot_examples(ctx: Context, model: Any, data: Any, sai: Any, ifgm: Any) -> 
     savefig(fig, ctx.figure("examples"))
 
 
-EXPERIMENTS.register("sai", help="seed 001: SAI-FGM vs I-FGM (white, gray, black box, stego)")(
+EXPERIMENTS.register("sai", help="SAI-FGM vs I-FGM (white, gray, black box, stego)")(
     Experiment(
         name="sai",
-        seed="001",
+        cite="Dong et al. 2020",
         title="Superpixel-guided attentional attacks (SAI-FGM)",
         paper="Robust superpixel-guided attentional adversarial attack (papers/001)",
         scales={

@@ -1,4 +1,5 @@
-"""Reproduction ``sip`` (seed 003): salient-information-preserving adversarial training.
+"""Reproduction ``sip``: salient-information-preserving adversarial training (Redgrave & Czajka
+2024).
 
 SIP-H (perturbations zeroed on the dataset's object masks, Eq. 9) and SIP-S (zeroed on the
 top-k gradient mass of the Madry model, Eq. 7-8) against Madry-AT, TRADES, FAT and PART, all
@@ -110,10 +111,10 @@ def _plot(ctx: Context, acc: dict[str, dict[str, float]], eps_list: list[int]) -
     savefig(fig, ctx.figure("tradeoff"))
 
 
-EXPERIMENTS.register("sip", help="seed 003: SIP-H / SIP-S vs Madry, TRADES, FAT, PART")(
+EXPERIMENTS.register("sip", help="SIP-H / SIP-S vs Madry, TRADES, FAT, PART")(
     Experiment(
         name="sip",
-        seed="003",
+        cite="Redgrave & Czajka 2024",
         title="Salient information preserving adversarial training (SIP-AT)",
         paper="SIP-AT improves clean and robust accuracy (papers/003)",
         scales={

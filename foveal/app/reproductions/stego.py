@@ -1,6 +1,6 @@
-"""Steganalysis detection rates of I-FGM and SAI-FGM (seed 001, section 4.2 and Table 2).
+"""Steganalysis detection rates of I-FGM and SAI-FGM (Dong et al. 2020, section 4.2 and Table 2).
 
-Used by the ``sai`` reproduction (claim c). Seed 001 attacks 299-pixel ImageNet images; on
+Used by the ``sai`` reproduction (claim c). Dong et al. 2020 attacks 299-pixel ImageNet images; on
 32-pixel ``shapes`` a 686-dimensional SPAM feature is estimated from too few pixel pairs, so the
 comparison runs on ``shapes`` rendered at ``stego_size`` pixels (96 by default) with the
 reference standard CNN fine-tuned at that size (the zoo's ``standard-96px``: a few epochs from
@@ -62,7 +62,7 @@ def steganalysis_rates(ctx: Context) -> dict[str, Any]:
     right, accuracy = correctly_classified(model, pool.images, pool.labels, n)
     x, y = pool.images[right], pool.labels[right]
     half = len(x) // 2
-    # Seed 001's S = 5 on 299-pixel images, in proportion (at least one pixel).
+    # Dong et al.'s (2020) S = 5 on 299-pixel images, in proportion (at least one pixel).
     superpixel = max(1.0, round(5.0 * size / 299, 1))
     eps = sai_budget(delta, tuple(x.shape))
     attacks = {

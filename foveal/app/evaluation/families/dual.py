@@ -1,5 +1,5 @@
-"""``dual``: the dual-perturbation attack of seed 000 (``eps_F`` on the object, ``eps_B`` on the
-background, ``CE + lambda * S``): Linf, eps_F in {0, 2, 4, 8}/255 x eps_B in {0, 10, 20, 40}/255
+"""``dual``: the dual-perturbation attack of Tong et al. 2020 (``eps_F`` on the object, ``eps_B`` on
+the background, ``CE + lambda * S``): Linf, eps_F in {0, 2, 4, 8}/255 x eps_B in {0, 10, 20, 40}/255
 at lambda 1 (its Fig. 5 / 15 settings), and the lambda sweep at {4/255, 20/255} (Fig. 3 / 15).
 Charts: the eps_F x eps_B heatmap; the foreground score and accuracy against lambda."""
 
@@ -30,7 +30,7 @@ __all__ = ["DualSection"]
 
 
 class DualSection(Section):
-    """The dual-perturbation attack of seed 000: an eps_F x eps_B grid and a lambda sweep."""
+    """Tong et al.'s (2020) dual-perturbation attack: an eps_F x eps_B grid and a lambda sweep."""
 
     enabled: bool = True
     norm: Literal["linf", "l2"] = "linf"
@@ -46,7 +46,7 @@ class DualSection(Section):
 
 @register
 class Dual(Family[DualSection]):
-    """Dual-perturbation attack: eps_F on the object, eps_B on the background (seed 000)."""
+    """Dual-perturbation attack: eps_F on the object, eps_B on the background (Tong et al. 2020)."""
 
     name = "dual"
     order = 30
@@ -189,7 +189,7 @@ class Dual(Family[DualSection]):
         return save(fig, path)
 
     def _lambda_chart(self, results: Results, path: Path) -> Path | None:
-        """Foreground score and accuracy vs lambda at the sweep budgets (seed 000, Fig. 3)."""
+        """Foreground score and accuracy against lambda (Tong et al. 2020, Fig. 3)."""
         d = self.section(results.config)
         series: dict[str, list[tuple[float, float, float | None, float | None]]] = {}
         for model in results.models:

@@ -1,8 +1,8 @@
 """PGD and the attacks inside its balls: ``pgd`` (Linf and L2 over the usual budgets of the
-literature around 8/255 and 0.5), ``autoattack`` (``full`` only; seed 003's budgets Linf 1, 2,
-4, 8 /255), ``sip`` (PGD with the salient pixels frozen, seed 003) and ``perceptual`` (the
-perceptual ball of seed 004, Linf 8/255 with 20 L-BFGS steps). A cell's settings are its
-attack's arguments."""
+literature around 8/255 and 0.5), ``autoattack`` (``full`` only; Redgrave & Czajka's (2024) budgets
+Linf 1, 2, 4, 8 /255), ``sip`` (PGD with the salient pixels frozen, Redgrave & Czajka 2024) and
+``perceptual`` (the perceptual ball of Elliott et al. 2019, Linf 8/255 with 20 L-BFGS steps). A
+cell's settings are its attack's arguments."""
 
 from __future__ import annotations
 
@@ -53,7 +53,7 @@ class AutoAttackSection(Section):
 
 
 class SipSection(Section):
-    """PGD with the salient pixels frozen (the SIP set of seed 003)."""
+    """PGD with the salient pixels frozen (the SIP set of Redgrave & Czajka 2024)."""
 
     enabled: bool = True
     eps: list[Budget] = Field(default_factory=lambda: [4 / 255, 8 / 255])
@@ -62,7 +62,7 @@ class SipSection(Section):
 
 
 class PerceptualSection(Section):
-    """The perceptual-ball attack of seed 004."""
+    """The perceptual-ball attack of Elliott et al. 2019."""
 
     enabled: bool = True
     eps: list[Budget] = Field(default_factory=lambda: [8 / 255])
@@ -192,7 +192,7 @@ class AutoAttack(_Lp[AutoAttackSection]):
 
 @register
 class Sip(_Budgets[SipSection]):
-    """PGD with the salient pixels frozen (seed 003)."""
+    """PGD with the salient pixels frozen (Redgrave & Czajka 2024)."""
 
     name, order, attack = "sip", 40, "PGD"
     Section = SipSection
@@ -227,7 +227,7 @@ class Sip(_Budgets[SipSection]):
 
 @register
 class Perceptual(_Budgets[PerceptualSection]):
-    """Perceptual-ball attack (seed 004)."""
+    """Perceptual-ball attack (Elliott et al. 2019)."""
 
     name, order, attack = "perceptual", 60, "PerceptualBall"
     Section = PerceptualSection

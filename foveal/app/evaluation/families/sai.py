@@ -1,8 +1,9 @@
-"""``sai``: SAI-FGM vs I-FGM over the delta grid, plain and after each input transform (seed 001):
-delta in {2, 4, 8} (0-255 units, L2 budget delta * sqrt(N) / 255), T = 10, phi = 4/12, merge
-beta = 2, superpixel side 2 px (seed 001's S = 5 is for 299-px images), gray-box under resizing,
-JPEG, DNN-oriented JPEG, average / max pooling, TVM and bit-depth reduction (Fig. 4-6, Table 3).
-Records add ``transforms``: the model's results behind each transform on the same images."""
+"""``sai``: SAI-FGM vs I-FGM over the delta grid, plain and after each input transform (Dong et al.
+2020): delta in {2, 4, 8} (0-255 units, L2 budget delta * sqrt(N) / 255), T = 10, phi = 4/12, merge
+beta = 2, superpixel side 2 px (Dong et al.'s (2020) S = 5 is for 299-px images), gray-box under
+resizing, JPEG, DNN-oriented JPEG, average / max pooling, TVM and bit-depth reduction (Fig. 4-6,
+Table 3). Records add ``transforms``: the model's results behind each transform on the same
+images."""
 
 from __future__ import annotations
 
@@ -77,7 +78,7 @@ def _default_transforms() -> list[TransformSpec]:
 
 
 class SaiSection(Section):
-    """SAI-FGM vs I-FGM over the delta grid, plain and after each input transform (seed 001)."""
+    """SAI-FGM vs I-FGM over the delta grid, plain and after each transform (Dong et al. 2020)."""
 
     enabled: bool = True
     deltas: list[Budget] = Field(default_factory=lambda: [2.0, 4.0, 8.0])
@@ -115,7 +116,7 @@ _QUICK = [{"name": "resize", "params": {"gamma": 0.5}}, {"name": "jpeg", "params
 
 @register
 class Sai(Family[SaiSection]):
-    """SAI-FGM (superpixel-guided, attention-cropped) and I-FGM, under transforms (seed 001)."""
+    """SAI-FGM (superpixel-guided, CAM-cropped) and I-FGM, under transforms (Dong et al. 2020)."""
 
     name, order, Section, record_type = "sai", 50, SaiSection, SaiRecord
     presets: ClassVar[Presets] = {"quick": {"deltas": [4.0], "steps": 5, "transforms": _QUICK}}

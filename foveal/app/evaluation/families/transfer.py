@@ -1,5 +1,5 @@
 """``transfer``: PGD and dual examples computed on each surrogate (and each evaluated model),
-evaluated on every evaluated model (seed 000, App. D); only with surrogates. Records hold
+evaluated on every evaluated model (Tong et al. 2020, App. D); only with surrogates. Records hold
 ``targets`` (per target: accuracy, clean accuracy, success rate, per-image correctness) and the
 source's own accuracy. Chart: a source x target accuracy matrix per attack."""
 
