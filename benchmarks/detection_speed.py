@@ -9,9 +9,9 @@ interleaved, so they transfer across machines better than the absolute rates.
 
 Settings per dataset shape: ``digits`` (1x28x28, mnist-cnn classifier, the SMD/SPD paper's ``mnist``
 detector network) and ``shapes`` (3x32x32, shapes-cnn, the SMD/SPD paper's ``cifar`` network); the
-masking model has width 8 (as in ``scripts/detectors_experiment.py``); CNN detectors at width 1.0
-(the paper) and 0.5. The odds-are-odd test runs with the authors' 9 noise settings x 256 samples and
-with the 3 x 32 used in the experiment script.
+masking model has width 8 (as in the ``detectors`` experiment of ``foveal reproduce``); CNN
+detectors at width 1.0 (the paper) and 0.5. The odds-are-odd test runs with the authors' 9 noise
+settings x 256 samples and with the 3 x 32 used in the experiment.
 """
 
 from __future__ import annotations
